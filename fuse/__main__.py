@@ -1,0 +1,5 @@
+import sys
+
+from fuse.cli import main
+
+sys.exit(main())

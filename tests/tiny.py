@@ -1,0 +1,98 @@
+"""Tiny random models with tokenizers trained in-process (BPE, Unigram, WordPiece).
+
+Everything is built in memory in well under a second, so the suite is offline and fast while the
+tokenizers are genuinely different.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "a picture of a cat sitting on a red mat in the sun",
+    "language models read words as tokens and tokens as vectors",
+    "gradients flow from one frozen model into another model's prompt",
+    "an image of a small boat on a calm blue lake at sunset",
+    "numbers like 3.14 and 42 appear in text, as do names: Alice, Bob.",
+    "naïve café déjà vu — unicode text with accents and dashes",
+    "tensors stack slices; the fourier transform diagonalizes circulant blocks",
+] * 4
+
+
+def _wrap(tok: Tokenizer, **special) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **special)
+
+
+@functools.lru_cache(maxsize=None)
+def bpe_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """Byte-level BPE like GPT-2/SmolLM2 (``Ġ`` marks a leading space), with a BOS token."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return _wrap(tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+@functools.lru_cache(maxsize=None)
+def unigram_tokenizer(vocab_size: int = 200) -> PreTrainedTokenizerFast:
+    """SentencePiece-style Unigram (``▁`` marks a word start), no special tokens added."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<unk>", "<eos>"],
+                                      unk_token="<unk>", show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    return _wrap(tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
+
+
+@functools.lru_cache(maxsize=None)
+def wordpiece_tokenizer(vocab_size: int = 250) -> PreTrainedTokenizerFast:
+    """BERT-style WordPiece (``##`` continuations, lowercasing), with [CLS] … [SEP]."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+                                        show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    return _wrap(tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
+
+
+TOKENIZERS = {"bpe": bpe_tokenizer, "unigram": unigram_tokenizer, "wordpiece": wordpiece_tokenizer}
+
+
+def tiny_causal_lm(tokenizer, d: int = 16, seed: int = 0, name: str = "tiny-lm", dtype=torch.float32):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from fuse.backbones import CausalLMBackbone
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=d, intermediate_size=2 * d, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128)
+    model = LlamaForCausalLM(cfg).eval().to(dtype)
+    model.requires_grad_(False)
+    return CausalLMBackbone(model, tokenizer, name)
+
+
+def tiny_encoder(tokenizer, d: int = 12, seed: int = 0, name: str = "tiny-encoder", dtype=torch.float32):
+    from transformers import BertConfig, BertModel
+
+    from fuse.backbones import EncoderBackbone
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=d, intermediate_size=2 * d, num_hidden_layers=1,
+                     num_attention_heads=2, max_position_embeddings=128)
+    model = BertModel(cfg, add_pooling_layer=False).eval().to(dtype)
+    model.requires_grad_(False)
+    return EncoderBackbone(model, tokenizer, name)
