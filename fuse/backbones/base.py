@@ -30,7 +30,7 @@ class Backbone:
         self.tokenizer = tokenizer
         self.name = name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
         if validate:
-            validate_pair(model, tokenizer, self.name)
+            validate_pair(self)
 
     # -- embeddings -----------------------------------------------------------------------
     @property
@@ -86,15 +86,19 @@ class Backbone:
         return f"{type(self).__name__}(name={self.name!r}, vocab={self.vocab_size}, dim={self.dim})"
 
 
-def validate_pair(model, tokenizer, name: str) -> None:
+def validate_pair(backbone: "Backbone") -> None:
     """Fail fast on tokenizer↔model mismatches that would otherwise embed silently wrong rows."""
+    tokenizer, name = backbone.tokenizer, backbone.name
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             f"{name}: fuse needs a fast tokenizer (character offsets group tokens into words); got "
             f"{type(tokenizer).__name__}. Load it with AutoTokenizer.from_pretrained(..., use_fast=True) "
             "or convert it with `tokenizers`."
         )
-    emb = model.get_input_embeddings()
+    try:
+        emb = backbone.embedding_module
+    except NotImplementedError:
+        emb = None
     if emb is None or not hasattr(emb, "weight"):
         raise ValueError(f"{name}: the model has no input-embedding matrix (get_input_embeddings() is empty)")
     rows = emb.weight.shape[0]
