@@ -45,10 +45,12 @@ class AutoDAN(Optimizer):
             _, _, g = self.chain.gradient(ids)
             g = g[pos, self.allowed].float().cpu()
             score -= g / g.std().clamp_min(1e-12)
-        if self.lm_weight > 0:
+        ctx = ids[:pos] or [i for i in (self.chain.primary.tokenizer.bos_token_id,
+                                         self.chain.primary.tokenizer.eos_token_id) if i is not None][:1]
+        if self.lm_weight > 0 and ctx:  # with no context token at all, the LM cannot rank the first token
             with torch.no_grad():
                 prim = self.chain.primary
-                x = prim.embed(torch.tensor(ids[:pos], device=prim.device))[None]
+                x = prim.embed(torch.tensor(ctx, dtype=torch.long, device=prim.device))[None]
                 lp = torch.log_softmax(prim.logits(x)[0, -1].float(), -1)[self.allowed.to(prim.device)].cpu()
             score += self.lm_weight * lp
         return score
