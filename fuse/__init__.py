@@ -9,6 +9,7 @@ from fuse._version import __version__
 from fuse.adapter import AdapterConfig, TensorAdapter
 from fuse.backbones import Backbone, CausalLMBackbone, EncoderBackbone
 from fuse.bridge import Bridge, BridgeOutput
+from fuse.chain import Chain
 from fuse.loading import load
 from fuse.slices import word_slices
 from fuse.words import WordGroups, align, group_ids, group_text
@@ -20,6 +21,7 @@ __all__ = [
     "TensorAdapter",
     "AdapterConfig",
     "Bridge",
+    "Chain",
     "BridgeOutput",
     "Backbone",
     "CausalLMBackbone",
