@@ -82,30 +82,35 @@ class AdapterConfig:
             raise ValueError(f"compute_dtype must be 'float32' or 'float64', got {self.compute_dtype!r}")
 
 
-def ridge_fit(X: torch.Tensor, Y: torch.Tensor, lam: float, compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def ridge_fit(X: torch.Tensor, Y: torch.Tensor, lam, compute_dtype: torch.dtype = torch.float64):
     """``argmin_T ||X * T − Y||² + λ_f ||T̂_f||²`` with λ_f relative to each frequency's Gram trace.
 
     Args:
         X: ``(N, d_A, k)``; Y: ``(N, d_B, k)``.
+        lam: one λ, or a list of them (the Gram matrices are then formed once and reused).
 
     Returns:
-        ``T (d_A, d_B, k)`` in ``X.dtype``.
+        ``T (d_A, d_B, k)`` in ``X.dtype`` (a list of them for a list of λ).
     """
     k = X.shape[-1]
     Xh = to_fourier(X.to(compute_dtype))  # (F, N, dA)
     Yh = to_fourier(Y.to(compute_dtype))
     gram = Xh.mH @ Xh  # (F, dA, dA)
     rhs = Xh.mH @ Yh
+    del Xh, Yh
     dA = gram.shape[-1]
     scale = gram.diagonal(dim1=-2, dim2=-1).real.mean(-1).clamp_min(torch.finfo(compute_dtype).tiny)
     eye = torch.eye(dA, dtype=gram.dtype, device=gram.device)
-    gram = gram + (lam * scale).reshape(-1, 1, 1) * eye
-    L, info = torch.linalg.cholesky_ex(gram)
-    if bool((info == 0).all()):
-        T_hat = torch.cholesky_solve(rhs, L)
-    else:  # singular (λ = 0 and fewer words than dimensions): least squares, minimum norm
-        T_hat = torch.linalg.lstsq(gram, rhs, driver="gelsd" if gram.device.type == "cpu" else None).solution
-    return from_fourier(T_hat, k).to(X.dtype)
+    out = []
+    for lam_i in (lam if isinstance(lam, (list, tuple)) else [lam]):
+        G = gram + (float(lam_i) * scale).reshape(-1, 1, 1) * eye
+        L, info = torch.linalg.cholesky_ex(G)
+        if bool((info == 0).all()):
+            T_hat = torch.cholesky_solve(rhs, L)
+        else:  # singular (λ = 0 and fewer words than dimensions): least squares, minimum norm
+            T_hat = torch.linalg.lstsq(G, rhs, driver="gelsd" if G.device.type == "cpu" else None).solution
+        out.append(from_fourier(T_hat, k).to(X.dtype))
+    return out if isinstance(lam, (list, tuple)) else out[0]
 
 
 class TensorAdapter:
