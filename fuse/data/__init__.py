@@ -1,0 +1,1 @@
+"""Datasets that install offline (Debian packages, PyPI data packages)."""

@@ -1,0 +1,7 @@
+"""Flow-model backbones: CaLMFlow (flow matching as a Volterra equation solved by a causal LM)."""
+
+from fuse.flow.config import CaLMFlowConfig
+from fuse.flow.data import Task
+from fuse.flow.model import CaLMFlow, FlowLoss
+
+__all__ = ["CaLMFlow", "CaLMFlowConfig", "FlowLoss", "Task"]

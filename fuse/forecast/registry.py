@@ -1,0 +1,90 @@
+"""Forecaster names: one explicit registration per model, duplicates rejected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fuse.forecast.base import Forecaster
+
+
+@dataclass(frozen=True)
+class ForecasterSpec:
+    name: str
+    factory: Callable[..., Forecaster]
+    description: str
+    family: str  # "baseline" | "pretrained" | "lm" | "trained"
+
+
+REGISTRY: dict[str, ForecasterSpec] = {}
+
+
+def register(spec: ForecasterSpec) -> None:
+    """Add a forecaster name; raises ``ValueError`` on a duplicate."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"forecaster {spec.name!r} is already registered")
+    REGISTRY[spec.name] = spec
+
+
+def available() -> list[ForecasterSpec]:
+    """All registered forecasters, sorted by family then name."""
+    return sorted(REGISTRY.values(), key=lambda s: (s.family, s.name))
+
+
+def get_forecaster(name: str, **kwargs) -> Forecaster:
+    """Build a forecaster by name (``fuse forecast --list`` shows them).
+
+    ``kwargs`` go to the factory (e.g. ``season_length=12`` for the baselines, ``progress=True``).
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown forecaster {name!r}; choose one of {sorted(REGISTRY)} (see `fuse forecast --list`)")
+    return REGISTRY[name].factory(**kwargs)
+
+
+def _baseline(kind):
+    def make(season_length: int = 1, **_):
+        from fuse.forecast.baselines import StatsForecastBaseline
+
+        return StatsForecastBaseline(kind, season_length=season_length)
+
+    return make
+
+
+def _fracast(**_):
+    from fuse.forecast.fracast_model import FracastForecaster
+
+    return FracastForecaster()
+
+
+def _lm(model):
+    def make(progress: bool = False, **kw):
+        from fuse.forecast.lm import LMForecaster
+
+        opts = {k: kw[k] for k in ("max_history", "temperature", "batch_size") if k in kw}
+        return LMForecaster(f"bundled:{model}", progress=progress, **opts)
+
+    return make
+
+
+def _quantized(progress: bool = False, **_):
+    from fuse.forecast.quantized import QuantizedForecaster
+
+    return QuantizedForecaster.pretrained(progress=progress)
+
+
+def _register_defaults() -> None:
+    for kind, text in [("naive", "last value (statsforecast Naive)"),
+                       ("seasonal_naive", "value one season ago (statsforecast SeasonalNaive)"),
+                       ("auto_ets", "exponential smoothing, auto-selected (statsforecast AutoETS)"),
+                       ("auto_arima", "ARIMA, auto-selected (statsforecast AutoARIMA)")]:
+        register(ForecasterSpec(kind, _baseline(kind), text, "baseline"))
+    register(ForecasterSpec("fracast", _fracast, "pretrained fracast-0 (85k params, bundled with the fracast package)", "pretrained"))
+    register(ForecasterSpec("chronos-tiny", _quantized,
+                            "Chronos-style mean-scaled quantized-token transformer trained on synthetic series "
+                            "(trained once, ~5 min CPU, then cached)", "trained"))
+    for model in ("smollm2-135m", "gemma3-270m"):
+        register(ForecasterSpec(f"llmtime:{model}", _lm(model),
+                                f"LLMTime: numbers as text, continued by bundled:{model} (slow: seconds per forecast)", "lm"))
+
+
+_register_defaults()
