@@ -53,11 +53,17 @@ def to_fourier(A: torch.Tensor) -> torch.Tensor:
     Returns:
         complex tensor of shape ``(..., k // 2 + 1, n1, n2)``: one matrix per frequency.
     """
+    if A.numel() == 0:  # MKL's FFT refuses empty batches; the answer is just an empty tensor
+        shape = (*A.shape[:-3], A.shape[-1] // 2 + 1, *A.shape[-3:-1]) if A.dim() >= 3 else (A.shape[-1] // 2 + 1,)
+        return torch.zeros(shape, dtype=torch.complex128 if A.dtype == torch.float64 else torch.complex64, device=A.device)
     return torch.fft.rfft(A, dim=-1).movedim(-1, -3)
 
 
 def from_fourier(A_hat: torch.Tensor, k: int) -> torch.Tensor:
     """Inverse of :func:`to_fourier`: ``(..., k // 2 + 1, n1, n2)`` complex → ``(..., n1, n2, k)`` real."""
+    if A_hat.numel() == 0:
+        real = torch.float64 if A_hat.dtype == torch.complex128 else torch.float32
+        return torch.zeros((*A_hat.shape[:-3], *A_hat.shape[-2:], k), dtype=real, device=A_hat.device)
     return torch.fft.irfft(A_hat.movedim(-3, -1), n=k, dim=-1)
 
 

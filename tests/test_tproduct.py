@@ -129,3 +129,12 @@ def test_bad_input_errors():
         t_transpose(torch.randn(3, 3))
     with pytest.raises(ValueError, match="lam"):
         t_lstsq(torch.randn(4, 2, 3), torch.randn(4, 2, 3), -1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_empty_batch_gives_an_empty_product(dtype):
+    """A bucket with no words (empty batch) must not reach the FFT library, which refuses it."""
+    A = torch.zeros(0, 3, 4, 8, dtype=dtype)
+    B = torch.randn(4, 5, 8, dtype=dtype)
+    out = t_product(A, B)
+    assert out.shape == (0, 3, 5, 8) and out.dtype == dtype
