@@ -37,7 +37,7 @@ from fuse.wordlist import frequent_words, split_words
 
 PAIRS = [("bundled:smollm2-135m", "bundled:minilm-l6"), ("bundled:minilm-l6", "bundled:smollm2-135m"),
          ("bundled:smollm2-135m", "bundled:gemma3-270m"), ("bundled:gemma3-270m", "bundled:smollm2-135m")]
-LAMS = [1e-3, 1e-2, 1e-1]
+LAMS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 K = 8
 METHODS = ["(a) t-product per bucket", "(b) t-product padded", "(c) linear per token", "(d) mean-pooled linear",
            "(e) random map"]

@@ -37,6 +37,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fuse._version import __version__
+from fuse.normal_equations import normal_equations
 from fuse.slices import word_slices
 from fuse.tproduct import from_fourier, t_product, t_transpose, to_fourier
 from fuse.wordlist import WORD_SOURCE, split_words
@@ -93,11 +94,7 @@ def ridge_fit(X: torch.Tensor, Y: torch.Tensor, lam, compute_dtype: torch.dtype 
         ``T (d_A, d_B, k)`` in ``X.dtype`` (a list of them for a list of λ).
     """
     k = X.shape[-1]
-    Xh = to_fourier(X.to(compute_dtype))  # (F, N, dA)
-    Yh = to_fourier(Y.to(compute_dtype))
-    gram = Xh.mH @ Xh  # (F, dA, dA)
-    rhs = Xh.mH @ Yh
-    del Xh, Yh
+    gram, rhs = normal_equations(X, Y, compute_dtype)  # (F, dA, dA), (F, dA, dB); padding skipped
     dA = gram.shape[-1]
     scale = gram.diagonal(dim1=-2, dim2=-1).real.mean(-1).clamp_min(torch.finfo(compute_dtype).tiny)
     eye = torch.eye(dA, dtype=gram.dtype, device=gram.device)

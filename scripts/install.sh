@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-extras="bundled${1:+,$1}"
+extras="bundled,vision${1:+,$1}"
 if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install -q "torch==2.13.0"
 fi

@@ -31,7 +31,7 @@ def main():
         rows = "\n".join(
             f"| {m} | {s['lam'] if s['lam'] is not None else '-'} | {s['rel_error']:.3f} | "
             f"{s.get('top1_slices', float('nan')):.3f} | {s['top1_mean']:.3f} |"
-            for m, s in methods.items())
+            for m, s in methods.items() if isinstance(s, dict))
         (folder / "README.md").write_text(f"""# Adapter card: {src} → {tgt}
 
 t-product adapter, padded scheme, k = 8, λ = 1e-3 (relative), fitted in closed form on 8,000

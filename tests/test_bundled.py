@@ -55,3 +55,14 @@ def test_real_adapter_and_bridge_smollm2_to_minilm():
     minilm.cosine_loss(out.inputs_embeds[None], target).sum().backward()
     norms = [x.grad[p].norm().item() for p in out.plan.source.positions()]
     assert len(norms) == len(text.split()) and all(n > 0 for n in norms) and len(set(norms)) == len(norms)
+
+
+def test_demo_main_job_runs(capsys):
+    """The README's main command (`fuse demo`), smaller: adapters both ways, their quality, a bridged gradient."""
+    from fuse.cli import main
+
+    assert main(["demo", "--words", "1500", "--no-captions"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("rel. error") == 2 and "gradient norm reaching each SmolLM2 word" in out
+    norms = [float(line.split()[-1]) for line in out.splitlines()[-10:]]
+    assert all(n > 0 for n in norms)  # every word of the prompt receives its own gradient
