@@ -12,9 +12,11 @@ Run: ``python -m benchmarks.inversion [--targets 20] [--budget 256]``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics as st
 import time
+from pathlib import Path
 
 from benchmarks.common import markdown_table, write_results
 from fuse.chain import Chain
@@ -60,13 +62,27 @@ def main():
     p.add_argument("--nll-weight", type=float, default=0.1)
     p.add_argument("--cos-weight", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizers", nargs="*", default=None, choices=list(SETTINGS),
+                   help="rerun only these; the others are kept from the committed results (same targets and budget)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     smol, minilm = load("bundled:smollm2-135m"), load("bundled:minilm-l6")
+    todo = args.optimizers or list(SETTINGS)
     runs = {name: [] for name in SETTINGS}
+    if args.optimizers and RESULT.exists():
+        old = json.loads(RESULT.read_text())
+        same = all(old["config"].get(k) == getattr(args, k) for k in ("targets", "budget", "n_tokens", "nll_weight",
+                                                                        "cos_weight", "seed"))
+        if not same:
+            raise SystemExit("--optimizers needs the committed results to use the same targets, budget and weights")
+        for name in SETTINGS:
+            if name not in todo:
+                runs[name] = old["figures"][name]["runs"]
     for ti, target in enumerate(TARGETS[: args.targets]):
         chain = Chain(smol, [(Fluency(smol), args.nll_weight), (Similarity(minilm, target), args.cos_weight)])
         for name, kw in SETTINGS.items():
+            if name not in todo:
+                continue
             kw = dict(kw)
             if name.startswith("autodan"):
                 kw["batch_size"] = max(1, args.budget // args.n_tokens)  # spend the whole budget over n_tokens steps
@@ -99,9 +115,14 @@ def main():
            f"evaluations each; objective {args.nll_weight}·NLL + {args.cos_weight}·(1 − cos). Examples:\n\n")
     for name, rs in runs.items():
         md += f"- {name}: {rs[0]['target']!r} → {rs[0]['text']!r}\n"
+    if args.optimizers:
+        md += (f"\nRerun in this run: {', '.join(todo)} (with the LM target path, docs/chain.md); the other rows are kept "
+               "from the previous run, which differentiated SmolLM2's NLL through its inputs only.\n")
     write_results("inversion", config=vars(args) | {"settings": SETTINGS}, seed=args.seed, figures=figures, markdown=md)
     print(md)
 
+
+RESULT = Path(__file__).parent / "results" / "inversion.json"
 
 if __name__ == "__main__":
     main()

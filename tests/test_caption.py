@@ -30,13 +30,7 @@ from tiny import bpe_tokenizer, tiny_causal_lm, tiny_encoder, wordpiece_tokenize
 TOL = dict(rtol=1e-5, atol=1e-6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread is hundreds of times faster than two on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 SVG = """<svg><metadata><rdf:RDF><cc:Work rdf:about="">
   <dc:publisher><cc:Agent><dc:title>Open Clip Art Library</dc:title></cc:Agent></dc:publisher>
   <dc:title>Red &amp; <b>happy</b> apple</dc:title>

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fuse.backbones import CausalLMBackbone
-from tests.tiny import bpe_tokenizer
+from tiny import bpe_tokenizer
 
 
 def _lm(kind: str, tied: bool = True, dtype=torch.float64, d: int = 16, seed: int = 0) -> CausalLMBackbone:
