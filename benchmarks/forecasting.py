@@ -6,12 +6,19 @@ come from ``utilsforecast.losses`` and are aggregated as the geometric mean, ove
 SmolLM2-135M, with and without a text description of the series) are slow on 2 CPU cores and
 can be limited to the last cut-offs (``--lm-cutoffs``); a second table then compares all models on that subset.
 
-Run: ``python3 benchmarks/forecasting.py [--quick]``.
+The CaLMFlow forecaster (``calmflow``, trained here on synthetic series, about a minute) runs
+with and without the description (``calmflow+text``).
+
+Run: ``python3 benchmarks/forecasting.py [--quick]``. ``--models calmflow,calmflow+text`` runs
+only those models (plus SeasonalNaive, the ratio's denominator, recomputed but not rewritten)
+and merges their rows into the committed ``results/forecasting.{json,md,png}``, leaving every
+other model's figures as they were.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -105,25 +112,49 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 avoids OpenMP spin-waiting when other jobs share the 2 cores)")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated models to run and merge into the existing results (e.g. calmflow,calmflow+text)")
+    ap.add_argument("--optimize-descriptions", action="store_true",
+                    help="only run the cross-tokenizer description optimization and merge it into the results")
+    ap.add_argument("--desc-primary", default="bundled:minilm-l6", help="whose tokens the description is written in")
+    ap.add_argument("--desc-budget", type=int, default=64, help="exact evaluations per optimization")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.optimize_descriptions:
+        return optimize_descriptions(args)
     series = load_series()
     if args.quick:
         series = dict(list(series.items())[:2])
         args.cutoffs = 1
     lm_cutoffs = min(args.cutoffs, args.lm_cutoffs or args.cutoffs)
-    fast = ["naive", "seasonal_naive", "auto_ets", "auto_arima", "fracast", "chronos-tiny"]
+    fast = ["naive", "seasonal_naive", "auto_ets", "auto_arima", "fracast", "chronos-tiny", "calmflow", "calmflow+text"]
     lm_models = [] if args.no_lm else ["llmtime:smollm2-135m", "llmtime:smollm2-135m+text"]
+    if args.models:
+        chosen = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in fast + ["llmtime:smollm2-135m", "llmtime:smollm2-135m+text"]]
+        if unknown:
+            ap.error(f"unknown benchmark models {unknown}")
+        lm_models = [m for m in chosen if m.startswith("llmtime")]
+        fast = ["seasonal_naive", *[m for m in chosen if m in fast and m != "seasonal_naive"]]
     models = fast + lm_models
-    built = {}
-    t0 = time.perf_counter()
+    built, fit_seconds = {}, {}
     for name in fast:
-        built[name] = None if name in ("naive", "seasonal_naive", "auto_ets", "auto_arima") else get_forecaster(name)
-    logger.info("models ready in %.1fs", time.perf_counter() - t0)
+        base = name.removesuffix("+text")
+        if base in built or base in ("naive", "seasonal_naive", "auto_ets", "auto_arima"):
+            continue
+        t0 = time.perf_counter()
+        if base == "calmflow":  # trained here (seeded, ~1 min on one thread) so its cost is measured
+            from fuse.forecast.calmflow import CaLMFlowForecaster
+
+            built[base] = CaLMFlowForecaster().fit(seed=args.seed)
+        else:
+            built[base] = get_forecaster(base)
+        fit_seconds[base] = time.perf_counter() - t0
+        logger.info("%s ready in %.1fs", base, fit_seconds[base])
     lm = None
     if lm_models:
         from fuse.forecast.lm import LMForecaster
@@ -144,7 +175,8 @@ def main(argv=None) -> int:
                     for q in QUANTILES:
                         win[qcol(mod, q)] = [np.nan] * h
                     continue
-                f = built.get(mod) if mod in built else lm
+                base = mod.removesuffix("+text")
+                f = built.get(base) if base in built else lm
                 if f is None and mod in fast:
                     f = get_forecaster(mod, season_length=season)
                 desc = DESCRIPTIONS[sname] if mod.endswith("+text") else None
@@ -179,54 +211,207 @@ def main(argv=None) -> int:
         "windows": int(scores.unique_id.nunique()),
     }
     del rel_mase, rel_crps
-    fuse_models = ["fracast", "chronos-tiny", *lm_models]
-    baselines = ["naive", "seasonal_naive", "auto_ets", "auto_arima"]
-    best_fuse = min((m for m in fuse_models if m in fr_mase), key=lambda m: fr_crps[m])
-    best_base = min(baselines, key=lambda m: fr_crps[m])
     figures["lm_windows"] = len(lm_windows)
-    figures["best_fuse_model"] = {"name": best_fuse, "rel_mase": fr_mase[best_fuse], "rel_crps": fr_crps[best_fuse]}
-    figures["best_baseline"] = {"name": best_base, "rel_mase": fr_mase[best_base], "rel_crps": fr_crps[best_base]}
-    if lm_models:
-        a, b = lm_models
-        figures["text_description_effect"] = {"rel_mase_ratio": lr_mase[b] / lr_mase[a], "rel_crps_ratio": lr_crps[b] / lr_crps[a]}
-
-    header = ["model", "family", "rel. MASE (gmean)", "rel. sCRPS (gmean)", "mean MASE", "mean sCRPS", "s / forecast"]
-    fam = {m: ("baseline (statsforecast)" if m in baselines else "fuse") for m in models}
-    t1 = [[m, fam[m], *[figures["all_windows"][m][k] for k in ("rel_mase_gmean", "rel_crps_gmean", "mase_mean", "scrps_mean", "seconds_per_forecast")]] for m in everywhere]
-    t2 = [[m, fam[m], *[figures["last_cutoff"][m][k] for k in ("rel_mase_gmean", "rel_crps_gmean", "mase_mean", "scrps_mean", "seconds_per_forecast")]] for m in models if m in figures["last_cutoff"]]
-    ps_rows = []
-    for s in series:
-        r = [s]
-        for m in everywhere:
-            v = per_series[(per_series.series == s) & (per_series.model == m)]
-            r.append(float(v.mase.iloc[0]) if len(v) else float("nan"))
-        ps_rows.append(r)
-    md = (f"{len(series)} series, {args.cutoffs} rolling cut-offs each ({figures['windows']} windows), horizons "
-          f"{ {s: v[2] for s, v in series.items()} }. Ratios are to SeasonalNaive (lower is better); metrics from "
-          "utilsforecast (`mase`, `scaled_crps` over the 9 quantiles 0.1…0.9).\n\n"
-          "## All windows\n\n" + markdown_table(header, t1) +
-          f"\n\nBest fuse model: **{best_fuse}** (rel. MASE {fr_mase[best_fuse]:.3f}, rel. sCRPS {fr_crps[best_fuse]:.3f}); "
-          f"best baseline: **{best_base}** (rel. MASE {fr_mase[best_base]:.3f}, rel. sCRPS {fr_crps[best_base]:.3f}).\n\n"
-          f"LM forecasters: {args.lm_samples} samples per forecast, last {args.lm_history} values in the prompt, "
-          f"run on the last {lm_cutoffs} cut-off(s) of each series ({len(lm_windows)} windows).\n\n"
-          + (f"## The {len(lm_windows)} windows the LM forecasters ran on\n\n" + markdown_table(header, t2) + "\n\n"
-             if lm_cutoffs < args.cutoffs else "")
-          + "## Mean MASE per series (all windows)\n\n" + markdown_table(["series", *everywhere], ps_rows))
-    if lm_models:
-        e = figures["text_description_effect"]
-        md += (f"\n\nText description (prompt-as-prefix) for LLMTime/SmolLM2: rel. MASE ×{e['rel_mase_ratio']:.3f}, "
-               f"rel. sCRPS ×{e['rel_crps_ratio']:.3f} relative to no description (< 1 means it helped).\n")
+    if fit_seconds:
+        figures["fit_seconds"] = fit_seconds
+    for key, (a, b) in {"text_description_effect": ("llmtime:smollm2-135m", "llmtime:smollm2-135m+text"),
+                        "calmflow_text_effect": ("calmflow", "calmflow+text")}.items():
+        if a in lr_mase and b in lr_mase:
+            figures[key] = {"rel_mase_ratio": lr_mase[b] / lr_mase[a], "rel_crps_ratio": lr_crps[b] / lr_crps[a]}
     config = {"series": {s: {"length": int(len(v[0])), "season": v[1], "horizon": v[2]} for s, v in series.items()},
               "cutoffs": args.cutoffs, "samples": args.samples, "lm_samples": args.lm_samples,
               "lm_history": args.lm_history, "lm_cutoffs": lm_cutoffs, "quick": args.quick, "models": models,
               "metrics": "utilsforecast.losses.mase / scaled_crps; gmean of ratio to seasonal_naive per window",
               "torch_threads": torch.get_num_threads()}
     name = "forecasting_quick" if args.quick else "forecasting"
+    if args.models:
+        figures, config = merge(RESULTS / f"{name}.json", figures, config, [m for m in models if m != "seasonal_naive"])
+    md = render_markdown(figures, config)
     write_results(name, config=config, seed=args.seed, figures=figures, markdown=md,
                   extra_packages=["statsforecast", "utilsforecast", "statsmodels", "fracast", "pandas"])
-    plot(figures, models, everywhere, RESULTS / f"{name}.png")
+    plot(figures, config["models"], [m for m in config["models"] if m in figures["all_windows"]], RESULTS / f"{name}.png")
     print(md)
     return 0
+
+
+def optimize_descriptions(args) -> int:
+    """Cross-tokenizer description optimization against the frozen LLMTime/SmolLM2 forecaster.
+
+    For the last cut-off of each series: a description written in the primary's tokens
+    (MiniLM by default) is optimized with GCG through the core adapters (``fuse.Chain``,
+    ``fuse.optim``) to minimize SmolLM2's NLL of the serialized *history* after it (explaining the
+    observed history; the future is never seen), starting from the hand-written description.
+    Random search with the same budget and start is the control. Each description is then scored
+    by the forecast loss, SmolLM2's NLL of the serialized *future* (``LMForecaster.loss``).
+    """
+    import torch
+
+    import fuse
+    from fuse.chain import Chain
+    from fuse.forecast.lm import LMForecaster
+    from fuse.objectives import Continuation
+    from fuse.optim import GCG, RandomSearch
+
+    lm_bb = fuse.load("bundled:smollm2-135m")
+    primary = fuse.load(args.desc_primary)
+    f = LMForecaster(lm_bb, max_history=args.lm_history)
+    rows = []
+    for sname, (y, season, h) in load_series().items():
+        y = np.asarray(y, dtype=np.float64)
+        hist, fut = y[:-h], y[-h:]
+        body, _ = f.prompt(hist)
+        chain = Chain(primary, [(Continuation(lm_bb, "\n" + body), 1.0)])
+        row = {"series": sname}
+        texts = {"none": None, "fixed": DESCRIPTIONS[sname]}
+        for label, cls, kw in [("gcg", GCG, {"top_k": 64}), ("random", RandomSearch, {})]:
+            t = time.perf_counter()
+            res = cls(chain, n_tokens=12, budget=args.desc_budget, batch_size=16, seed=args.seed,
+                      init_text=DESCRIPTIONS[sname], **kw).run()
+            texts[label] = res.best_text
+            row[f"{label}_seconds"] = time.perf_counter() - t
+        with torch.no_grad():
+            for label, d in texts.items():
+                row[f"{label}_text"] = d
+                row[f"{label}_history_nll"] = _history_nll(f, hist, d)
+                row[f"{label}_future_nll"] = float(f.loss(hist, fut, description=d))
+        logger.info("%s: %s", sname, {k: v for k, v in row.items() if k.endswith("nll")})
+        rows.append(row)
+    labels = ["none", "fixed", "gcg", "random"]
+    summary = {lab: {"history_nll_mean": float(np.mean([r[f"{lab}_history_nll"] for r in rows])),
+                     "future_nll_mean": float(np.mean([r[f"{lab}_future_nll"] for r in rows]))} for lab in labels}
+    summary["gcg_beats_none"] = int(sum(r["gcg_future_nll"] < r["none_future_nll"] for r in rows))
+    summary["gcg_beats_fixed"] = int(sum(r["gcg_future_nll"] < r["fixed_future_nll"] for r in rows))
+    summary["gcg_beats_random"] = int(sum(r["gcg_future_nll"] < r["random_future_nll"] for r in rows))
+    path = RESULTS / "forecasting.json"
+    old = json.loads(path.read_text())
+    old["figures"]["description_optimization"] = {"rows": rows, "summary": summary}
+    old["config"]["description_optimization"] = {
+        "primary": args.desc_primary, "forecaster": "llmtime:smollm2-135m", "history": args.lm_history,
+        "n_tokens": 12, "budget": args.desc_budget, "batch_size": 16, "gcg_top_k": 64, "seed": args.seed,
+        "init": "hand-written description", "windows": "last cut-off of each series",
+        "torch_threads": torch.get_num_threads()}
+    md = render_markdown(old["figures"], old["config"])
+    write_results("forecasting", config=old["config"], seed=old["seed"], figures=old["figures"], markdown=md,
+                  extra_packages=["statsforecast", "utilsforecast", "statsmodels", "fracast", "pandas"])
+    print(md)
+    return 0
+
+
+def _history_nll(f, hist: np.ndarray, description: str | None) -> float:
+    """SmolLM2's NLL (nats per token) of the serialized history after the description, as the forecaster prompts it."""
+    import torch
+
+    text, _ = f.prompt(hist, description)
+    ids = f._ids(text)
+    n_pre = max(1, f._ids((description.strip() + "\n") if description else "").shape[1])
+    with torch.no_grad():
+        logits = f.backbone.logits(f.backbone.embed(ids))[0, n_pre - 1:-1].float()
+    return float(torch.nn.functional.cross_entropy(logits, ids[0, n_pre:]))
+
+
+BASELINES = ["naive", "seasonal_naive", "auto_ets", "auto_arima"]
+_KEYS = ("rel_mase_gmean", "rel_crps_gmean", "mase_mean", "scrps_mean", "seconds_per_forecast")
+
+
+def merge(path: Path, new: dict, new_config: dict, added: list[str]) -> tuple[dict, dict]:
+    """Put the figures of ``added`` models from this run into the results at ``path``; the rest stay as they are."""
+    if not path.is_file():
+        raise SystemExit(f"--models merges into {path}, which does not exist; run the full benchmark first")
+    old = json.loads(path.read_text())
+    fig, cfg = old["figures"], old["config"]
+    for k in ("series", "cutoffs", "samples", "lm_cutoffs"):
+        if cfg.get(k) != new_config[k]:
+            raise SystemExit(f"cannot merge: {k} differs from the committed run ({cfg.get(k)!r} vs {new_config[k]!r})")
+    check = new["all_windows"]["seasonal_naive"]
+    for k in ("mase_mean", "scrps_mean"):  # the shared denominator must be reproduced exactly
+        if not np.isclose(check[k], fig["all_windows"]["seasonal_naive"][k], rtol=1e-9):
+            raise SystemExit(f"cannot merge: seasonal_naive {k} {check[k]} differs from the committed run")
+    for table in ("all_windows", "last_cutoff"):
+        for m in added:
+            if m in new[table]:
+                fig[table][m] = new[table][m]
+    fig["per_series"] = [r for r in fig["per_series"] if r["model"] not in added] + \
+        [r for r in new["per_series"] if r["model"] in added]
+    if "fit_seconds" in new:
+        fig.setdefault("fit_seconds", {}).update(new["fit_seconds"])
+    for key in ("calmflow_text_effect", "text_description_effect"):
+        if key in new and all(m in added for m in (["calmflow"] if key.startswith("calmflow") else ["llmtime:smollm2-135m"])):
+            fig[key] = new[key]
+    cfg["models"] = cfg["models"] + [m for m in added if m not in cfg["models"]]
+    cfg.setdefault("base_run_date", old["date"])
+    runs = [r for r in cfg.get("merged_runs", []) if set(r["models"]) - set(added)]
+    cfg["merged_runs"] = runs + [{"models": added, "torch_threads": new_config["torch_threads"]}]
+    return fig, cfg
+
+
+def render_markdown(figures: dict, config: dict) -> str:
+    """The results page, from the figures alone (so a merged run renders like a full one)."""
+    models = config["models"]
+    everywhere = [m for m in models if m in figures["all_windows"]]
+    order = list(DESCRIPTIONS)  # load_series() order (the JSON config is key-sorted)
+    series = {s: config["series"][s] for s in sorted(config["series"], key=lambda s: (order.index(s) if s in order else len(order), s))}
+    aw = figures["all_windows"]
+    fuse_models = [m for m in everywhere if m not in BASELINES]
+    best_fuse = min(fuse_models, key=lambda m: aw[m]["rel_crps_gmean"])
+    best_base = min((m for m in BASELINES if m in aw), key=lambda m: aw[m]["rel_crps_gmean"])
+    figures["best_fuse_model"] = {"name": best_fuse, "rel_mase": aw[best_fuse]["rel_mase_gmean"], "rel_crps": aw[best_fuse]["rel_crps_gmean"]}
+    figures["best_baseline"] = {"name": best_base, "rel_mase": aw[best_base]["rel_mase_gmean"], "rel_crps": aw[best_base]["rel_crps_gmean"]}
+    header = ["model", "family", "rel. MASE (gmean)", "rel. sCRPS (gmean)", "mean MASE", "mean sCRPS", "s / forecast"]
+    fam = {m: ("baseline (statsforecast)" if m in BASELINES else "fuse") for m in models}
+    t1 = [[m, fam[m], *[aw[m][k] for k in _KEYS]] for m in everywhere]
+    t2 = [[m, fam[m], *[figures["last_cutoff"][m][k] for k in _KEYS]] for m in models if m in figures["last_cutoff"]]
+    ps = {(r["series"], r["model"]): r["mase"] for r in figures["per_series"]}
+    ps_rows = [[s, *[float(ps.get((s, m), float("nan"))) for m in everywhere]] for s in series]
+    n_lm, lm_cutoffs = figures["lm_windows"], config["lm_cutoffs"]
+    fb, bb = figures["best_fuse_model"], figures["best_baseline"]
+    md = (f"{len(series)} series, {config['cutoffs']} rolling cut-offs each ({figures['windows']} windows), horizons "
+          f"{ {s: v['horizon'] for s, v in series.items()} }. Ratios are to SeasonalNaive (lower is better); metrics from "
+          "utilsforecast (`mase`, `scaled_crps` over the 9 quantiles 0.1…0.9).\n\n"
+          "## All windows\n\n" + markdown_table(header, t1) +
+          f"\n\nBest fuse model: **{best_fuse}** (rel. MASE {fb['rel_mase']:.3f}, rel. sCRPS {fb['rel_crps']:.3f}); "
+          f"best baseline: **{best_base}** (rel. MASE {bb['rel_mase']:.3f}, rel. sCRPS {bb['rel_crps']:.3f}).\n\n"
+          f"LM forecasters: {config['lm_samples']} samples per forecast, last {config['lm_history']} values in the prompt, "
+          f"run on the last {lm_cutoffs} cut-off(s) of each series ({n_lm} windows).\n\n"
+          + (f"## The {n_lm} windows the LM forecasters ran on\n\n" + markdown_table(header, t2) + "\n\n"
+             if lm_cutoffs < config["cutoffs"] else "")
+          + "## Mean MASE per series (all windows)\n\n" + markdown_table(["series", *everywhere], ps_rows))
+    if "text_description_effect" in figures:
+        e = figures["text_description_effect"]
+        md += (f"\n\nText description (prompt-as-prefix) for LLMTime/SmolLM2: rel. MASE ×{e['rel_mase_ratio']:.3f}, "
+               f"rel. sCRPS ×{e['rel_crps_ratio']:.3f} relative to no description (< 1 means it helped).\n")
+    if "calmflow_text_effect" in figures:
+        e = figures["calmflow_text_effect"]
+        md += (f"\nText description for CaLMFlow (reduced to its keyword vocabulary): rel. MASE ×{e['rel_mase_ratio']:.3f}, "
+               f"rel. sCRPS ×{e['rel_crps_ratio']:.3f} relative to no description (< 1 means it helped).\n")
+    if figures.get("fit_seconds"):
+        md += ("\nTraining time (seconds, excluded from s / forecast): "
+               + ", ".join(f"{m} {v:.0f}" for m, v in sorted(figures["fit_seconds"].items())) + ".\n")
+    if "description_optimization" in figures:
+        md += _description_markdown(figures["description_optimization"], config.get("description_optimization", {}))
+    merged = config.get("merged_runs")
+    if merged:
+        md += "".join(f"\nRows for {', '.join(r['models'])} were added by a later `--models` run "
+                      f"({r['torch_threads']} torch thread(s)); the other rows are from the run of {config['base_run_date']}.\n"
+                      for r in merged)
+    return md
+
+
+def _description_markdown(d: dict, cfg: dict) -> str:
+    rows, s = d["rows"], d["summary"]
+    labels = [("none", "no description"), ("fixed", "hand-written"), ("random", "random search"), ("gcg", "GCG via adapter")]
+    tab = [[r["series"], *[r[f"{k}_future_nll"] for k, _ in labels], *[r[f"{k}_history_nll"] for k, _ in labels]] for r in rows]
+    tab.append(["**mean**", *[s[k]["future_nll_mean"] for k, _ in labels], *[s[k]["history_nll_mean"] for k, _ in labels]])
+    head = ["series", *[f"future NLL: {n}" for _, n in labels], *[f"history NLL: {n}" for _, n in labels]]
+    texts = "\n".join(f"* {r['series']}: `{r['gcg_text']}`" for r in rows)
+    return ("\n\n## Cross-tokenizer description optimization\n\n"
+            f"A {cfg.get('n_tokens', 12)}-token description in {cfg.get('primary', '?')} tokens, optimized through the "
+            f"core adapters against the frozen {cfg.get('forecaster', '?')} forecaster (objective: its NLL of the "
+            f"serialized history after the description; budget {cfg.get('budget', '?')} exact evaluations, started "
+            "from the hand-written description), then scored by the forecast loss (NLL, nats per token, of the "
+            "serialized future). Last cut-off of each series.\n\n" + markdown_table(head, tab) +
+            f"\n\nGCG's description has the lower future NLL on {s['gcg_beats_none']}/{len(rows)} windows vs no "
+            f"description, {s['gcg_beats_fixed']}/{len(rows)} vs the hand-written one, {s['gcg_beats_random']}/{len(rows)} "
+            "vs random search.\n\nOptimized descriptions:\n\n" + texts + "\n")
 
 
 def plot(figures, models, fast, path):

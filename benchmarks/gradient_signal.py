@@ -15,6 +15,13 @@ Variants: the per-bucket adapter, the padded adapter, the published routing defe
 the same-model ceiling (the secondary's own tokens swapped, scored by its own gradient).
 Mean and 95% interval (normal approximation) over prompts.
 
+The LM secondary's loss is ``−log p(text)`` (total nats, :class:`~fuse.objectives.Fluency` with
+``reduction="sum"``): a swap made in the primary's vocabulary changes how many tokens the secondary
+sees, and the per-token mean rewards a text for gaining easy tokens (a random WordPiece token is
+often a long rare word that SmolLM2 spells in several predictable pieces), which no first-order
+prediction can see. The gradient's ranking of candidates is the same under either reduction (one
+prompt, one token count); the table also reports the gain measured on the per-token mean.
+
 Run: ``python -m benchmarks.gradient_signal [--prompts 50]``.
 """
 
@@ -33,6 +40,7 @@ import torch
 from scipy.stats import spearmanr
 
 from benchmarks.common import markdown_table, write_results
+from fuse.batching import encode_batch
 from fuse.adapter import TensorAdapter
 from fuse.adapter_cache import cached_adapter
 from fuse.chain import Chain
@@ -62,15 +70,26 @@ def random_adapter(ad: TensorAdapter, seed: int) -> TensorAdapter:
 
 
 def secondary_objective(sec, target_text):
-    return Similarity(sec, target_text) if sec.kind == "encoder" else Fluency(sec)
+    return Similarity(sec, target_text) if sec.kind == "encoder" else Fluency(sec, reduction="sum")
 
 
 def exact_losses(obj, texts, batch_size=64):
-    out = []
+    """``(loss, per-token mean)`` of each text; the second is None unless ``obj`` is a summed NLL."""
+    out, per_token = [], []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            out.append(obj.loss_texts(texts[i : i + batch_size]).float().cpu())
-    return torch.cat(out)
+            chunk = texts[i : i + batch_size]
+            loss = obj.loss_texts(chunk).float().cpu()
+            out.append(loss)
+            if isinstance(obj, Fluency):
+                _, mask = encode_batch(obj.backbone.tokenizer, chunk, "cpu")
+                per_token.append(loss / (mask.sum(1) - 1).clamp_min(1).float())
+    return torch.cat(out), (torch.cat(per_token) if per_token else None)
+
+
+def _rho(pred, actual):
+    ok = np.std(pred) > 0 and np.std(actual) > 0
+    return float(spearmanr(pred, actual).statistic) if ok else float("nan")
 
 
 def swap_texts(chain, ids, swaps):
@@ -92,26 +111,32 @@ def measure(chains: dict, obj, ids, allowed, rng, n_swaps, n_pos, n_cand) -> dic
     tok = first.primary.tokenizer
     special = set(tok.all_special_ids)
     positions = [i for i, t in enumerate(ids) if t not in special]
-    base = float(exact_losses(obj, [first.decode(ids)])[0])
+    base, base_tok = exact_losses(obj, [first.decode(ids)])
+
+    def changes(texts):  # actual change of the loss, and of the per-token mean where there is one
+        loss, tok = exact_losses(obj, texts)
+        return (loss - base).numpy(), (None if tok is None else (tok - base_tok).numpy())
+
     al = allowed.tolist()
     swaps = [(rng.choice(positions), rng.choice(al)) for _ in range(n_swaps)]
-    actual = (exact_losses(obj, swap_texts(first, ids, swaps)) - base).numpy()
+    actual, actual_tok = changes(swap_texts(first, ids, swaps))
     pos = rng.sample(positions, min(n_pos, len(positions)))
     rand = [(p, rng.choice(al)) for p in pos for _ in range(n_cand)]
-    d_rand = float((exact_losses(obj, swap_texts(first, ids, rand)) - base).mean())
+    d_rand, d_rand_tok = changes(swap_texts(first, ids, rand))
     out = {}
     for name, chain in chains.items():
         _, _, g = chain.gradient(torch.tensor(ids))
         g = g.float().cpu()
         pred = np.array([float(g[p, v] - g[p, ids[p]]) for p, v in swaps])
-        ok = np.std(pred) > 0 and np.std(actual) > 0
-        rho = spearmanr(pred, actual).statistic if ok else float("nan")
         best = []
         for p in pos:
             score = g[p, allowed] - g[p, ids[p]]
             best += [(p, v) for v in allowed[score.topk(n_cand, largest=False).indices].tolist()]
-        d_best = float((exact_losses(obj, swap_texts(chain, ids, best)) - base).mean())
-        out[name] = (float(rho), d_best, d_rand)
+        d_best, d_best_tok = changes(swap_texts(chain, ids, best))
+        out[name] = {"rho": _rho(pred, actual), "best": float(d_best.mean()), "rand": float(d_rand.mean())}
+        if actual_tok is not None:
+            out[name] |= {"rho_tok": _rho(pred, actual_tok), "best_tok": float(d_best_tok.mean()),
+                          "rand_tok": float(d_rand_tok.mean())}
     return out
 
 
@@ -142,18 +167,13 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", type=int, nargs="*", default=None, help="indices into PAIRS")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.set_defaults(lm_loss="sum")  # recorded in the config: results measured on the per-token mean are not merged
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     split = split_words(8000, 2000, 0)
     models, figures, rows = {}, {}, []
-    if args.pairs is not None and RESULT.exists():  # keep the pairs not rerun (same measurement settings)
-        old = json.loads(RESULT.read_text())
-        same = all(old["config"].get(k) == getattr(args, k) for k in ("swaps", "positions", "candidates", "seed"))
-        if same:
-            rerun = {f"{a} → {b}" for i, (a, b) in enumerate(PAIRS) if i in args.pairs}
-            figures = {k: v for k, v in old["figures"].items() if k not in rerun}
     for pi, (pname, sname) in enumerate(PAIRS):
         if args.pairs is not None and pi not in args.pairs:
             continue
@@ -168,7 +188,7 @@ def main():
         ads = {s: cached_adapter(prim, sec, n_words=8000, k=8, lam=1e-3, scheme=s, seed=0) for s in ("bucket", "padded")}
         allowed_p = allowed_tokens(prim.tokenizer)
         allowed_s = allowed_tokens(sec.tokenizer)
-        res = {v: {"rho": [], "best": [], "rand": []} for v in VARIANTS}
+        res = {v: {} for v in VARIANTS}
         if sec.kind != "causal_lm":
             res = {v: r for v, r in res.items() if "input path only" not in v}
         t0 = time.perf_counter()
@@ -190,24 +210,31 @@ def main():
             got |= measure(ceiling, obj, sec.tokenizer(text)["input_ids"],
                            allowed_s, random.Random(args.seed * 1000 + j), args.swaps, args.positions, args.candidates)
             for v, r in got.items():
-                for key, val in zip(("rho", "best", "rand"), r):
-                    res[v][key].append(val)
+                for key, val in r.items():
+                    res[v].setdefault(key, []).append(val)
             logging.info("%s → %s prompt %d/%d (%.0fs): ρ padded %.3f, gain padded %.4f", pname, sname, j + 1,
                          n_prompts, time.perf_counter() - t0, res["padded"]["rho"][-1],
                          res["padded"]["best"][-1] - res["padded"]["rand"][-1])
         key = f"{pname} → {sname}"
         figures[key] = {"prompts": n_prompts, "loss": "1-cos to a random held-out-word sentence" if sec.kind == "encoder"
-                        else "mean token NLL", "seconds": time.perf_counter() - t0}
+                        else "-log p(text), total nats", "seconds": time.perf_counter() - t0}
         for v in res:
-            rho_m, rho_h = ci95(res[v]["rho"])
-            diff = np.array(res[v]["best"]) - np.array(res[v]["rand"])
-            d_m, d_h = ci95(diff)
-            b_m, _ = ci95(res[v]["best"])
-            r_m, _ = ci95(res[v]["rand"])
-            figures[key][v] = {"rho_mean": rho_m, "rho_ci95": rho_h, "gain_mean": d_m, "gain_ci95": d_h,
-                               "top16_change": b_m, "random16_change": r_m, "raw": res[v]}
-        write_partial(args, figures)
-    print(write_partial(args, figures))
+            figures[key][v] = summarize(res[v]) | {"raw": res[v]}
+        figures = write_partial(args, figures)
+    print(RESULT.with_suffix(".md").read_text())
+
+
+def summarize(r: dict) -> dict:
+    out = {}
+    for suffix in ("", "_tok"):
+        if "best" + suffix not in r:
+            continue
+        rho_m, rho_h = ci95(r["rho" + suffix])
+        d_m, d_h = ci95(np.array(r["best" + suffix]) - np.array(r["rand" + suffix]))
+        out |= {f"rho{suffix}_mean": rho_m, f"rho{suffix}_ci95": rho_h, f"gain{suffix}_mean": d_m,
+                f"gain{suffix}_ci95": d_h, f"top16{suffix}_change": ci95(r["best" + suffix])[0],
+                f"random16{suffix}_change": ci95(r["rand" + suffix])[0]}
+    return out
 
 
 def rows_of(figures):
@@ -216,24 +243,38 @@ def rows_of(figures):
         for v in VARIANTS:
             if v in f:
                 s = f[v]
+                tok = (f"{s['gain_tok_mean']:.4f} ± {s['gain_tok_ci95']:.4f}" if "gain_tok_mean" in s else "—")
                 rows.append([key, v, f"{s['rho_mean']:.3f} ± {s['rho_ci95']:.3f}", f"{s['top16_change']:.4f}",
                              f"{s['random16_change']:.4f}", f"{s['gain_mean']:.4f} ± {s['gain_ci95']:.4f}",
-                             "yes" if s["gain_mean"] + s["gain_ci95"] < 0 else "no", f["prompts"]])
+                             "yes" if s["gain_mean"] + s["gain_ci95"] < 0 else "no", tok, f["prompts"]])
     return rows
 
 
+MEASUREMENT = ("swaps", "positions", "candidates", "seed", "lm_loss")
+
+
 def write_partial(args, figures):
+    """Write the figures merged with those already on disk for other pairs (same measurement settings),
+    so that pairs run in separate processes end in one table. Returns the merged figures."""
+    if RESULT.exists():
+        old = json.loads(RESULT.read_text())
+        if all(old["config"].get(k) == getattr(args, k) for k in MEASUREMENT):
+            figures = {k: v for k, v in old["figures"].items() if k not in figures} | figures
     rows = rows_of(figures)
     md = markdown_table(["pair (primary → secondary)", "variant", "Spearman ρ (95% CI)", "top-16 Δloss", "random-16 Δloss",
-                         "gain = top16 − random (95% CI)", "interval below 0", "prompts"], rows)
-    md += (f"\n\nΔloss: mean change of the secondary's exact loss after one token swap (lower is better). {args.swaps} random "
+                         "gain = top16 − random (95% CI)", "interval below 0", "gain on mean token NLL (95% CI)",
+                         "prompts"], rows)
+    md += (f"\n\nΔloss: mean change of the secondary's exact loss after one token swap (lower is better): 1 − cos for "
+           "MiniLM, −log p(text) in nats for an LM (the last column measures the same candidates on the per-token mean "
+           "NLL, which rewards swaps that add easy tokens; see the module docstring). "
+           f"{args.swaps} random "
            f"swaps per prompt for ρ; {args.positions} positions × {args.candidates} candidates for the gain. Same-model "
            "ceiling: the secondary's own tokens, its own gradient. Adapters: 8,000 words, k = 8, λ = 1e-3. *Input path "
            "only*: the LM secondary's NLL differentiated through its inputs alone, as published code does (no target "
            "path; see docs/chain.md).\n")
     write_results("gradient_signal", config=vars(args) | {"pairs_run": list(figures)}, seed=args.seed, figures=figures,
                   markdown=md)
-    return md
+    return figures
 
 
 RESULT = Path(__file__).parent / "results" / "gradient_signal.json"

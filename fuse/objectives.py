@@ -39,12 +39,26 @@ class Objective(ABC):
 
 
 class Fluency(Objective):
-    """Mean token NLL of the text under a causal LM (nats per token)."""
+    """NLL of the text under a causal LM.
+
+    ``reduction="mean"`` (default): nats per predicted token, the usual fluency score.
+    ``reduction="sum"``: total nats, ``−log p(text)`` given its first token. Use the sum to compare
+    texts that the LM tokenizes into different numbers of tokens (as every swap made in another
+    model's vocabulary may): the per-token mean rewards a text for gaining easy tokens.
+    """
 
     name = "nll"
 
+    def __init__(self, backbone, reduction: str = "mean"):
+        super().__init__(backbone)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+
     def loss(self, inputs_embeds, ids, attention_mask):
-        return self.backbone.nll(inputs_embeds, ids, attention_mask)
+        if self.reduction == "mean":
+            return self.backbone.nll(inputs_embeds, ids, attention_mask)
+        return self.backbone.token_nll(inputs_embeds, ids, attention_mask).sum(1)
 
 
 class Continuation(Objective):

@@ -46,9 +46,23 @@ def test_fluency_matches_manual_cross_entropy(lm):
         torch.testing.assert_close(got[i], want, **TOL)
 
 
+def test_fluency_sum_is_the_text_log_likelihood(lm):
+    texts = ["a cat", "the quick brown fox jumps over the lazy dog"]
+    total = Fluency(lm, reduction="sum").loss_texts(texts)
+    mean = Fluency(lm).loss_texts(texts)
+    for i, t in enumerate(texts):
+        ids = torch.tensor(lm.tokenizer(t)["input_ids"])
+        logp = torch.log_softmax(lm.model(input_ids=ids[None]).logits[0, :-1], -1)
+        want = -logp[torch.arange(len(ids) - 1), ids[1:]].sum()
+        torch.testing.assert_close(total[i], want, **TOL)
+        torch.testing.assert_close(mean[i] * (len(ids) - 1), want, **TOL)
+    with pytest.raises(ValueError, match="reduction"):
+        Fluency(lm, reduction="max")
+
+
 def test_padding_does_not_change_losses(lm, enc):
     texts = ["a cat", "the quick brown fox jumps over the lazy dog"]
-    for obj in (Fluency(lm), Similarity(enc, "a small boat")):
+    for obj in (Fluency(lm), Fluency(lm, reduction="sum"), Similarity(enc, "a small boat")):
         batch = obj.loss_texts(texts)
         single = torch.cat([obj.loss_texts([t]) for t in texts])
         torch.testing.assert_close(batch, single, **TOL)

@@ -38,7 +38,7 @@ def test_chain_gradient_is_the_sum_of_the_terms(chain):
     total, _ = chain.loss_from_embeds(ids, x)
     (gx,) = torch.autograd.grad(total, x)
     torch.testing.assert_close(g[torch.arange(len(ids)), ids], (gx * x).sum(-1), rtol=1e-4, atol=1e-5)
-    assert abs(loss - float(total)) < 1e-5
+    assert abs(loss - float(total.detach())) < 1e-5
     # the exact forward through the bridge gives the same loss as exact evaluation of the text
     ev = chain.evaluate([chain.decode(ids)])
     assert abs(float(ev.total[0]) - loss) < 1e-4
@@ -131,3 +131,18 @@ def test_cli_optimize_json(monkeypatch, capsys, tmp_path):
     assert abs(out["best_loss"] - (list(out["losses"].values())[0] + 2 * list(out["losses"].values())[1])) < 1e-4
     code = main(["optimize", "--primary", str(tmp_path / "lm"), "--secondary", "x:y", "--budget", "1"])
     assert code == 2 and "weight must be a number" in capsys.readouterr().err
+
+
+def test_allowed_tokens_skip_specials_and_placeholders():
+    from fuse.optim.vocab_filter import allowed_tokens
+
+    tok = wordpiece_tokenizer()
+    tok.add_tokens(["[unused0]", "<unused7>", "<file_sep>", "zebra"])
+    allowed = set(allowed_tokens(tok).tolist())
+    for t in ("[unused0]", "<unused7>", "<file_sep>"):
+        assert tok.convert_tokens_to_ids(t) not in allowed, t
+    assert tok.convert_tokens_to_ids("zebra") in allowed
+    assert not allowed & set(tok.all_special_ids)
+    for i in allowed:  # every allowed token reads as text with a letter or digit
+        s = tok.decode([i])
+        assert s.strip() and any(c.isalnum() for c in s)

@@ -142,7 +142,9 @@ def test_action_weights_are_distributions(mode, tau, share, training):
         assert torch.equal(w.argmax(-1), labels)
 
 
-def test_straight_through_forward_is_hard_backward_is_soft():
+@pytest.mark.parametrize("seed", range(20))
+def test_straight_through_forward_is_hard_backward_is_soft(seed):
+    torch.manual_seed(seed)
     scores = torch.randn(1, 2, 5, dtype=torch.float64, requires_grad=True)
     labels = torch.zeros(1, 2, dtype=torch.long)
     w = action_weights(scores, labels, "straight_through", tau=0.7)

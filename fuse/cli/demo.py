@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="build adapters between the bundled models, print their quality and a bridged gradient")
+    p = sub.add_parser("demo", help="the main job: adapters between bundled models, their quality, a bridged gradient, three zero-shot captions")
     p.add_argument("--words", type=int, default=8000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-captions", action="store_true", help="skip captioning three skimage photos (about 2 min on 2 cores)")

@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--season-length", type=int, default=1, help="seasonal period for the statistical baselines")
     p.add_argument("--samples", type=int, default=20, help="sample paths for sampling models")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--description", help="text describing the series (used by the LM forecasters)")
+    p.add_argument("--description", help="text describing the series (used by the LM and CaLMFlow forecasters)")
     p.add_argument("--list", action="store_true", help="list the forecaster names and exit")
     p.set_defaults(func=run)
 

@@ -72,6 +72,12 @@ def _quantized(progress: bool = False, **_):
     return QuantizedForecaster.pretrained(progress=progress)
 
 
+def _calmflow(progress: bool = False, **_):
+    from fuse.forecast.calmflow import CaLMFlowForecaster
+
+    return CaLMFlowForecaster.pretrained(progress=progress)
+
+
 def _register_defaults() -> None:
     for kind, text in [("naive", "last value (statsforecast Naive)"),
                        ("seasonal_naive", "value one season ago (statsforecast SeasonalNaive)"),
@@ -82,6 +88,10 @@ def _register_defaults() -> None:
     register(ForecasterSpec("chronos-tiny", _quantized,
                             "Chronos-style mean-scaled quantized-token transformer trained on synthetic series "
                             "(trained once, ~5 min CPU, then cached)", "trained"))
+    register(ForecasterSpec("calmflow", _calmflow,
+                            "CaLMFlow: history as condition, future as the generated flow trajectory; small GPT-2 "
+                            "trained on synthetic series (trained once, ~2 min on one CPU thread, then cached); accepts a description",
+                            "trained"))
     for model in ("smollm2-135m", "gemma3-270m"):
         register(ForecasterSpec(f"llmtime:{model}", _lm(model),
                                 f"LLMTime: numbers as text, continued by bundled:{model} (slow: seconds per forecast)", "lm"))

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import torch
+
+# Placeholders and control markup that decode to text but carry no language: BERT's [unused12],
+# Gemma's <unused7> and [multimodal], StarCoder-style <file_sep>. Never trained or never prose.
+_PLACEHOLDER = re.compile(r"^[\[<]\|?[A-Za-z_][\w\-|]*[\]>]$")
 
 
 @functools.lru_cache(maxsize=16)
@@ -22,6 +27,8 @@ def _allowed(tokenizer_id: int, tokenizer, ascii_only: bool) -> torch.Tensor:
             continue
         if not any(c.isalnum() for c in s):
             continue
+        if _PLACEHOLDER.match(s.strip()):
+            continue
         ok.append(i)
     if not ok:
         raise ValueError("the tokenizer has no readable tokens to optimize over")
@@ -29,5 +36,5 @@ def _allowed(tokenizer_id: int, tokenizer, ascii_only: bool) -> torch.Tensor:
 
 
 def allowed_tokens(tokenizer, ascii_only: bool = True) -> torch.Tensor:
-    """Ids of tokens that decode to printable text with a letter or digit (specials excluded)."""
+    """Ids of tokens that decode to printable text with a letter or digit (specials and placeholders excluded)."""
     return _allowed(id(tokenizer), tokenizer, ascii_only)

@@ -127,7 +127,7 @@ def action_weights(scores: torch.Tensor | None, labels: torch.Tensor, mode: str,
     elif mode == "straight_through":
         soft = torch.softmax(scores / tau, dim=-1)
         hard = _one_hot(scores.argmax(-1), k, dtype)
-        w = hard + soft - soft.detach()
+        w = hard + (soft - soft.detach())  # exactly the one-hot forward: (s - s) is 0, hard + 0 is hard
     elif mode == "gumbel" and training:
         u = torch.rand(scores.shape, generator=generator, dtype=scores.dtype, device="cpu").to(scores.device)
         g = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
