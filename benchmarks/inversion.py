@@ -48,7 +48,8 @@ TARGETS = [
 ]
 SETTINGS = {
     "gcg": dict(search="greedy", batch_size=32, top_k=128),
-    "autodan+beam4": dict(search="beam", beam_width=4),
+    # complete_only: a 12-token prompt like the others, not a shorter one (a one-token text has NLL 0)
+    "autodan+beam4": dict(search="beam", beam_width=4, complete_only=True),
     "pez": dict(search="greedy", batch_size=1),
     "random": dict(search="greedy", batch_size=32),
 }
@@ -116,8 +117,8 @@ def main():
     for name, rs in runs.items():
         md += f"- {name}: {rs[0]['target']!r} → {rs[0]['text']!r}\n"
     if args.optimizers:
-        md += (f"\nRerun in this run: {', '.join(todo)} (with the LM target path, docs/chain.md); the other rows are kept "
-               "from the previous run, which differentiated SmolLM2's NLL through its inputs only.\n")
+        md += (f"\nRerun in this run: {', '.join(todo)}; the other rows are kept from the committed run (same targets, "
+               "budget and weights).\n")
     write_results("inversion", config=vars(args) | {"settings": SETTINGS}, seed=args.seed, figures=figures, markdown=md)
     print(md)
 

@@ -69,6 +69,22 @@ def test_every_optimizer_and_search(chain, name, search):
     assert res2.best_text == res.best_text and res2.evaluations == res.evaluations
 
 
+def test_autodan_complete_only_returns_n_tokens(chain, caplog):
+    kw = dict(n_tokens=3, prefix="An image of", batch_size=4, beam_width=2, search="beam", seed=0)
+    opt = make_optimizer("autodan", chain, budget=40, complete_only=True, **kw)
+    res = opt.run()
+    assert len(res.best_ids) == len(opt.full_ids([0] * 3))  # exactly n_tokens free tokens
+    assert abs(float(chain.evaluate([res.best_text]).total[0]) - res.best_loss) < 1e-4
+    # the default may return a shorter prompt, never a worse one
+    free = make_optimizer("autodan", chain, budget=40, **kw).run()
+    assert free.best_loss <= res.best_loss + 1e-6
+    # a budget that ends before the prompt is complete: the best partial prompt, with a warning
+    with caplog.at_level("WARNING"):
+        short = make_optimizer("autodan", chain, budget=5, complete_only=True, **kw).run()
+    assert "before any prompt reached n_tokens" in caplog.text
+    assert len(short.best_ids) < len(res.best_ids)
+
+
 def test_gcg_improves_on_its_start(chain):
     opt = make_optimizer("gcg", chain, n_tokens=4, budget=200, batch_size=32, seed=0, top_k=32)
     res = opt.run()

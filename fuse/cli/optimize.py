@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--search", choices=["greedy", "beam"], default="greedy")
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--top-k", type=int, default=256, help="GCG: candidate tokens per position")
+    p.add_argument("--any-length", action="store_true",
+                   help="AutoDAN: return the best prompt of any length up to --n-tokens (default: exactly --n-tokens)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true")
@@ -60,6 +62,8 @@ def run(args) -> int:
                   search=args.search, beam_width=args.beam_width, seed=args.seed, progress=not args.no_progress)
     if args.optimizer == "gcg":
         kwargs["top_k"] = args.top_k
+    if args.optimizer == "autodan":
+        kwargs["complete_only"] = not args.any_length
     res = make_optimizer(args.optimizer, chain, **kwargs).run()
     out = {"best_text": res.best_text, "best_loss": res.best_loss, "losses": res.losses, "evaluations": res.evaluations,
            "seconds": round(res.seconds, 3), "optimizer": res.optimizer, "search": res.search, "stopped": res.stopped,

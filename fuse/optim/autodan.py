@@ -21,12 +21,20 @@ class AutoDAN(Optimizer):
         lm_weight: weight of the LM log-probability in the ranking (0: gradient only).
         use_gradient: rank by the gradient at all (``False``: LM logits only, the control that
             switches the cross-model gradient off).
+        complete_only: the result is the best prompt of exactly ``n_tokens`` tokens (the shorter
+            prompts met while growing are not results unless the budget ends first, with a
+            warning). ``False`` (default, as in AutoDAN): the best prompt of any length up to
+            ``n_tokens``, so growth may stop where the objective stops improving. A fluency term
+            favours short prompts (a one-token text has no predicted token), so ask for
+            ``complete_only=True`` when the length matters.
     """
 
     name = "autodan"
 
-    def __init__(self, chain, *, lm_weight: float = 1.0, use_gradient: bool = True, **kwargs):
+    def __init__(self, chain, *, lm_weight: float = 1.0, use_gradient: bool = True, complete_only: bool = False,
+                 **kwargs):
         super().__init__(chain, **kwargs)
+        self.complete_only = bool(complete_only)
         if lm_weight < 0:
             raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
         if not use_gradient and lm_weight == 0:

@@ -63,6 +63,9 @@ class Optimizer:
 
     name = "optimizer"
     supports_beam = True
+    #: only candidates of exactly ``n_tokens`` free tokens may become the result (growth-based
+    #: optimizers evaluate shorter ones on the way; see :class:`~fuse.optim.autodan.AutoDAN`).
+    complete_only = False
 
     def __init__(self, chain, *, n_tokens: int = 8, prefix: str = "", budget: int = 1000, batch_size: int = 64,
                  search: str = "greedy", beam_width: int = 4, patience: int | None = None,
@@ -131,7 +134,10 @@ class Optimizer:
             ev = self.chain.evaluate([texts[i] for i in ok], batch_size=self.batch_size)
             for j, i in enumerate(ok):
                 out[i] = ev.total[j]
-                if ev.total[j] < self.best_loss:
+                if self.complete_only and len(take[i]) != self.n_tokens:  # a partial prompt: the fallback only
+                    if ev.total[j] < self._partial[0]:
+                        self._partial = (float(ev.total[j]), list(take[i]), ev.parts[j])
+                elif ev.total[j] < self.best_loss:
                     self.best_loss, self.best_free, self.best_parts = float(ev.total[j]), list(take[i]), ev.parts[j]
         self.evaluations += len(take)
         if self.bar is not None:
@@ -158,6 +164,7 @@ class Optimizer:
     def run(self) -> OptimResult:
         self.evaluations, self.best_loss, self.best_free, self.best_parts = 0, float("inf"), None, None
         self.history, self.steps_since_best = [], 0
+        self._partial = (float("inf"), None, None)
         self.bar = tqdm(total=self.budget, desc=self.name, disable=not self.progress, leave=False)
         t0 = time.perf_counter()
         try:
@@ -165,6 +172,10 @@ class Optimizer:
         finally:
             self.bar.close()
             self.bar = None
+        if self.best_free is None and self._partial[1] is not None:
+            logger.warning("%s: the budget ran out before any prompt reached n_tokens=%d; returning the best %d-token "
+                           "prompt (raise the budget or lower n_tokens)", self.name, self.n_tokens, len(self._partial[1]))
+            self.best_loss, self.best_free, self.best_parts = self._partial
         if self.best_free is None:
             raise ValueError("no candidate was evaluated; raise the budget")
         ids = self.full_ids(self.best_free)
