@@ -83,6 +83,9 @@ def test_autodan_complete_only_returns_n_tokens(chain, caplog):
         short = make_optimizer("autodan", chain, budget=5, complete_only=True, **kw).run()
     assert "before any prompt reached n_tokens" in caplog.text
     assert len(short.best_ids) < len(res.best_ids)
+    # patience does not cut the growth short of a complete prompt
+    patient = make_optimizer("autodan", chain, budget=40, complete_only=True, patience=1, **kw).run()
+    assert len(patient.best_ids) == len(res.best_ids)
 
 
 def test_gcg_improves_on_its_start(chain):
