@@ -81,7 +81,7 @@ def exact_losses(obj, texts, batch_size=64):
             chunk = texts[i : i + batch_size]
             loss = obj.loss_texts(chunk).float().cpu()
             out.append(loss)
-            if isinstance(obj, Fluency):
+            if isinstance(obj, Fluency) and obj.reduction == "sum":
                 _, mask = encode_batch(obj.backbone.tokenizer, chunk, "cpu")
                 per_token.append(loss / (mask.sum(1) - 1).clamp_min(1).float())
     return torch.cat(out), (torch.cat(per_token) if per_token else None)
