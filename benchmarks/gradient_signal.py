@@ -78,12 +78,11 @@ def exact_losses(obj, texts, batch_size=64):
     out, per_token = [], []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            chunk = texts[i : i + batch_size]
-            loss = obj.loss_texts(chunk).float().cpu()
+            ids, mask = encode_batch(obj.backbone.tokenizer, texts[i : i + batch_size], obj.backbone.device)
+            loss = obj.loss(obj.backbone.embed(ids), ids, mask).float().cpu()  # as loss_texts, keeping the mask
             out.append(loss)
             if isinstance(obj, Fluency) and obj.reduction == "sum":
-                _, mask = encode_batch(obj.backbone.tokenizer, chunk, "cpu")
-                per_token.append(loss / (mask.sum(1) - 1).clamp_min(1).float())
+                per_token.append(loss / (mask.sum(1) - 1).clamp_min(1).float().cpu())
     return torch.cat(out), (torch.cat(per_token) if per_token else None)
 
 
@@ -178,7 +177,7 @@ def main():
         write_partial(argparse.Namespace(**(old["config"] | {"rewrite_table": False})), old["figures"])
         return
     split = split_words(8000, 2000, 0)
-    models, figures, rows = {}, {}, []
+    models, figures = {}, {}
     for pi, (pname, sname) in enumerate(PAIRS):
         if args.pairs is not None and pi not in args.pairs:
             continue

@@ -8,12 +8,15 @@ into place under a file lock, so two processes can never leave a half-written en
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from filelock import FileLock
 
@@ -31,6 +34,23 @@ def cache_dir(*parts: str) -> Path:
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def config_key(config) -> str:
+    """12 hex digits naming a dataclass config (sorted JSON of its fields): one cache entry per config."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def trained_once(dest: Path, train: Callable[[], object]) -> Path:
+    """Make sure the folder ``dest`` holds a trained model: if missing, ``train()`` (an object with
+    ``save(folder)``) and write it atomically. Returns ``dest``."""
+    dest = Path(dest)
+    if not dest.exists():
+        model = train()
+        with atomic_dir(dest) as tmp:
+            if tmp is not None:
+                model.save(tmp)
+    return dest
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -114,7 +113,9 @@ class CaLMFlowForecastConfig:
         return self.context + self.chunk
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        from fuse.cache import config_key
+
+        return config_key(self)
 
 
 # -- descriptions ---------------------------------------------------------------------------------
@@ -306,16 +307,12 @@ class CaLMFlowForecaster(Forecaster):
     def pretrained(cls, config: CaLMFlowForecastConfig = CaLMFlowForecastConfig(), *,
                    progress: bool = False) -> "CaLMFlowForecaster":
         """Load from the fuse cache, training on synthetic series and caching first if needed (~1–2 min CPU)."""
-        from fuse.cache import atomic_dir, cache_dir
+        from fuse.cache import cache_dir, trained_once
 
         dest = cache_dir("forecast") / f"calmflow-{config.key()}"
         if not dest.exists():
             logger.info("training the CaLMFlow forecaster (%d steps); cached at %s afterwards", config.steps, dest)
-            fc = cls(config).fit(progress=progress)
-            with atomic_dir(dest) as tmp:
-                if tmp is not None:
-                    fc.save(tmp)
-        return cls.load(dest)
+        return cls.load(trained_once(dest, lambda: cls(config).fit(progress=progress)))
 
     # -- forecasting ---------------------------------------------------------------------------
     def _rollout(self, ctx: torch.Tensor, steps: int, prompt_embeds, gen: torch.Generator) -> torch.Tensor:

@@ -9,7 +9,6 @@ sampled autoregressively and mapped back through the bin centres and the scale.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import logging
@@ -56,7 +55,9 @@ class QuantizedConfig:
             raise ValueError("train_length and context must be > 8")
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        from fuse.cache import config_key
+
+        return config_key(self)
 
 
 class MeanScaleTokenizer:
@@ -209,16 +210,12 @@ class QuantizedForecaster(Forecaster):
     @classmethod
     def pretrained(cls, cfg: QuantizedConfig = QuantizedConfig(), *, progress: bool = False, **kwargs) -> "QuantizedForecaster":
         """Load from the fuse cache, training and caching first if needed (a few minutes on CPU)."""
-        from fuse.cache import atomic_dir, cache_dir
+        from fuse.cache import cache_dir, trained_once
 
         dest = cache_dir("forecast") / f"chronos-tiny-{cfg.key()}"
         if not dest.exists():
             logger.info("training chronos-tiny (%d steps); cached at %s afterwards", cfg.steps, dest)
-            fc = cls.train(cfg, progress=progress)
-            with atomic_dir(dest) as tmp:
-                if tmp is not None:
-                    fc.save(tmp)
-        return cls.load(dest, **kwargs)
+        return cls.load(trained_once(dest, lambda: cls.train(cfg, progress=progress)), **kwargs)
 
     # -- forecasting ---------------------------------------------------------------------------
     def _context_ids(self, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -76,8 +76,6 @@ class AutoDAN(Optimizer):
             beams = [cands[i] for i in order.tolist() if torch.isfinite(losses[i])] or beams
             self._record(step)
             why = self._stop()
-            if why == "patience" and self.complete_only and step < self.n_tokens:
-                why = None  # no complete prompt exists yet: nothing to be patient about
             if why:
                 return why
         return "done"

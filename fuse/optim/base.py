@@ -155,8 +155,8 @@ class Optimizer:
         return None
 
     def _record(self, step: int) -> None:
-        if not self.history or self.best_loss < self.history[-1]["best_loss"]:
-            self.steps_since_best = 0
+        if not self.history or self.best_loss < self.history[-1]["best_loss"] or self.best_free is None:
+            self.steps_since_best = 0  # (no result yet, e.g. a growing prompt: nothing to be patient about)
         else:
             self.steps_since_best += 1
         self.history.append({"step": step, "evaluations": self.evaluations, "best_loss": self.best_loss})
