@@ -28,12 +28,12 @@ import torch
 
 from benchmarks.baselines import mean_linear_fit, mean_vectors, token_linear_fit, token_linear_map
 from benchmarks.common import markdown_table, write_results
-from fuse.adapter import ridge_fit
-from fuse.evaluation import retrieval
-from fuse.loading import load
-from fuse.slices import word_slices
-from fuse.tproduct import t_product
-from fuse.wordlist import frequent_words, split_words
+from fuse.core.adapter import ridge_fit
+from fuse.core.evaluation import retrieval
+from fuse.models.loading import load
+from fuse.core.slices import word_slices
+from fuse.core.tproduct import t_product
+from fuse.core.wordlist import frequent_words, split_words
 
 PAIRS = [("bundled:smollm2-135m", "bundled:minilm-l6"), ("bundled:minilm-l6", "bundled:smollm2-135m"),
          ("bundled:smollm2-135m", "bundled:gemma3-270m"), ("bundled:gemma3-270m", "bundled:smollm2-135m")]

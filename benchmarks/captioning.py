@@ -4,7 +4,7 @@ with every baseline at equal budgets.
 Two parts:
 
 * ``--part retrieval``: trains the LiT heads on the clip-art training sample (cached tower
-  embeddings, seeded), writes them to ``fuse/scorers/weights/lit`` and reports image→text and
+  embeddings, seeded), writes them to ``fuse/captioning/scorers/weights/lit`` and reports image→text and
   text→image R@1/R@5 on the held-out test sample for the label bridge, the LiT heads and their sum
   → ``results/captioning_retrieval.{json,md}``.
 * ``--part captions`` (default): captions held-out clip art and ``skimage.data`` photos with
@@ -38,13 +38,13 @@ LIT = dict(dim=256, epochs=30, weight_decay=0.1, lr=1e-3)  # chosen on the tune 
 
 # -- part 1: the scorer -------------------------------------------------------------------------
 def part_retrieval(args) -> None:
-    from fuse.loading import load
-    from fuse.scorers.bundled import WEIGHTS, openclipart_training_data
-    from fuse.scorers.features import cached_image_features
-    from fuse.scorers.label_bridge import LabelBridge, LabelBridgeConfig
-    from fuse.scorers.lit import LiTConfig, train_lit_heads
-    from fuse.scorers.retrieval import recall_at_k
-    from fuse.vision.tower import load_efficientnet_lite0
+    from fuse.models.loading import load
+    from fuse.captioning.scorers.bundled import WEIGHTS, openclipart_training_data
+    from fuse.captioning.scorers.features import cached_image_features
+    from fuse.captioning.scorers.label_bridge import LabelBridge, LabelBridgeConfig
+    from fuse.captioning.scorers.lit import LiTConfig, train_lit_heads
+    from fuse.captioning.scorers.retrieval import recall_at_k
+    from fuse.captioning.vision.tower import load_efficientnet_lite0
 
     enc, tower = load("bundled:minilm-l6"), load_efficientnet_lite0()
     t0 = time.perf_counter()
@@ -124,10 +124,10 @@ def part_captions(args) -> None:
     import skimage.data
 
     from fuse.captioning import Captioner, CaptionConfig
-    from fuse.data.openclipart import subsets
-    from fuse.loading import load
-    from fuse.scorers.bundled import load_bundled_scorer
-    from fuse.vision.images import load_image
+    from fuse.captioning.data.openclipart import subsets
+    from fuse.models.loading import load
+    from fuse.captioning.scorers.bundled import load_bundled_scorer
+    from fuse.captioning.vision.images import load_image
 
     torch.manual_seed(args.seed)
     lm = load("bundled:smollm2-135m")
@@ -177,7 +177,7 @@ def part_captions(args) -> None:
     # steering: positive vs negative sentiment on the photos (or the first images)
     steer_idx = list(range(len(names) - len(photos), len(names)))[: args.steer_images] or list(range(args.steer_images))
     steered = {}
-    from fuse.backbones.classifier import SENTIMENT, ZeroShotClassifier
+    from fuse.models.backbones.classifier import SENTIMENT, ZeroShotClassifier
 
     zs = ZeroShotClassifier(main, SENTIMENT)
     for target in ("positive", "negative"):

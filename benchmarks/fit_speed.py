@@ -26,11 +26,11 @@ import psutil
 import torch
 
 from benchmarks.common import markdown_table, write_results
-from fuse.adapter import ridge_fit
-from fuse.loading import load
-from fuse.slices import word_slices
-from fuse.tproduct import t_product
-from fuse.wordlist import split_words
+from fuse.core.adapter import ridge_fit
+from fuse.models.loading import load
+from fuse.core.slices import word_slices
+from fuse.core.tproduct import t_product
+from fuse.core.wordlist import split_words
 
 K = 8
 

@@ -218,7 +218,7 @@ def text_model(args):
     """The text-conditioned model (trained once, kept in the user cache, never committed)."""
     import json
 
-    from fuse.cache import cache_dir
+    from fuse.models.cache import cache_dir
     from fuse.flow import CaLMFlow
     from fuse.flow.train import TrainResult
 
@@ -282,7 +282,7 @@ def part_text(args):
 
 def part_prompt(args):
     """Recover a prompt for a target set: SmolLM2 tokens → t-product adapter → the flow model's prompt embedding."""
-    from fuse.chain import Chain
+    from fuse.optim.chain import Chain
     from fuse.flow.backbone import FlowBackbone, FlowMMD
     from fuse.optim import GCG, RandomSearch
 
@@ -290,10 +290,10 @@ def part_prompt(args):
     model, task, _ = text_model(args)
     model.requires_grad_(False)
     flow = FlowBackbone(model, name="calmflow-text-2d")
-    from fuse.loading import load; smol = load("bundled:smollm2-135m")
+    from fuse.models.loading import load; smol = load("bundled:smollm2-135m")
     vocab = [w for w, i in sorted(flow.tokenizer.get_vocab().items(), key=lambda kv: kv[1]) if i >= 2]
     t0 = time.perf_counter()
-    from fuse.adapter import TensorAdapter
+    from fuse.core.adapter import TensorAdapter
     adapter = TensorAdapter.fit(smol, flow, words=vocab, k=4, lam=1e-3, seed=0)
     fit_s = time.perf_counter() - t0
     rows, figures = [], {"adapter_fit_s": fit_s, "adapter_words": len(vocab), "targets": {}}

@@ -247,7 +247,7 @@ def optimize_descriptions(args) -> int:
     import torch
 
     import fuse
-    from fuse.chain import Chain
+    from fuse.optim.chain import Chain
     from fuse.forecast.lm import LMForecaster
     from fuse.objectives import Continuation
     from fuse.optim import GCG, RandomSearch

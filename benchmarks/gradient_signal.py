@@ -40,14 +40,14 @@ import torch
 from scipy.stats import spearmanr
 
 from benchmarks.common import markdown_table, write_results
-from fuse.batching import encode_batch
-from fuse.adapter import TensorAdapter
-from fuse.adapter_cache import cached_adapter
-from fuse.chain import Chain
-from fuse.loading import load
+from fuse.models.batching import encode_batch
+from fuse.core.adapter import TensorAdapter
+from fuse.models.adapter_cache import cached_adapter
+from fuse.optim.chain import Chain
+from fuse.models.loading import load
 from fuse.objectives import Fluency, Similarity
 from fuse.optim.vocab_filter import allowed_tokens
-from fuse.wordlist import split_words
+from fuse.core.wordlist import split_words
 
 PAIRS = [("bundled:smollm2-135m", "bundled:minilm-l6"), ("bundled:minilm-l6", "bundled:smollm2-135m"),
          ("bundled:smollm2-135m", "bundled:gemma3-270m"), ("bundled:gemma3-270m", "bundled:smollm2-135m")]

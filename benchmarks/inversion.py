@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import markdown_table, write_results
-from fuse.chain import Chain
-from fuse.loading import load
+from fuse.optim.chain import Chain
+from fuse.models.loading import load
 from fuse.objectives import Fluency, Similarity
 from fuse.optim import make_optimizer
 

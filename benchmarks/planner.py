@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     log = logging.getLogger("benchmarks.planner")
     torch.manual_seed(0)
 
-    from fuse.loading import load
+    from fuse.models.loading import load
     from fuse.planner import (ActionCodebook, PlannerLM, TrainConfig, build_data, embed_documents, evaluate, load_corpus,
                               split_documents, train)
 

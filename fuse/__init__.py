@@ -1,18 +1,18 @@
 """fuse: carry gradients between frozen models with different tokenizers.
 
-The core: words (:mod:`fuse.words`), the t-product algebra (:mod:`fuse.tproduct`), word slices
-(:mod:`fuse.slices`), the closed-form adapter (:mod:`fuse.adapter`) and the gradient bridge
-(:mod:`fuse.bridge`). ``fuse.load`` loads bundled, local and hub models as frozen backbones.
+The core: words (:mod:`fuse.core.words`), the t-product algebra (:mod:`fuse.core.tproduct`), word slices
+(:mod:`fuse.core.slices`), the closed-form adapter (:mod:`fuse.core.adapter`) and the gradient bridge
+(:mod:`fuse.core.bridge`). ``fuse.load`` loads bundled, local and hub models as frozen backbones.
 """
 
 from fuse._version import __version__
-from fuse.adapter import AdapterConfig, TensorAdapter
-from fuse.backbones import Backbone, CausalLMBackbone, EncoderBackbone
-from fuse.bridge import Bridge, BridgeOutput
-from fuse.chain import Chain
-from fuse.loading import load
-from fuse.slices import word_slices
-from fuse.words import WordGroups, align, group_ids, group_text
+from fuse.core.adapter import AdapterConfig, TensorAdapter
+from fuse.models.backbones import Backbone, CausalLMBackbone, EncoderBackbone
+from fuse.core.bridge import Bridge, BridgeOutput
+from fuse.optim.chain import Chain
+from fuse.models.loading import load
+from fuse.core.slices import word_slices
+from fuse.core.words import WordGroups, align, group_ids, group_text
 
 __all__ = [
     "__version__",

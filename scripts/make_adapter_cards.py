@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fuse.adapter_cache import cached_adapter
-from fuse.loading import load
+from fuse.models.adapter_cache import cached_adapter
+from fuse.models.loading import load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ frequent English words (`wordfreq`, seed 0); the 2,000 held-out words of that sp
 fitted. Weights are not committed: they are rebuilt deterministically on first use and cached.
 
 Rebuild: `fuse adapter build {src} {tgt} --words 8000 --k 8 --lam 1e-3 --seed 0 --out DIR`
-(or `fuse.adapter_cache.cached_adapter(source, target, n_words=8000, k=8, lam=1e-3, scheme="padded", seed=0)`).
+(or `fuse.models.adapter_cache.cached_adapter(source, target, n_words=8000, k=8, lam=1e-3, scheme="padded", seed=0)`).
 `adapter_config.json` records both tokenizers' vocabulary hashes: loading against other tokenizers fails.
 
 Held-out quality, from `benchmarks/results/alignment.json` (λ per method chosen on validation words):

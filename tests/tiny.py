@@ -75,7 +75,7 @@ TOKENIZERS = {"bpe": bpe_tokenizer, "unigram": unigram_tokenizer, "wordpiece": w
 def tiny_causal_lm(tokenizer, d: int = 16, seed: int = 0, name: str = "tiny-lm", dtype=torch.float32):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from fuse.backbones import CausalLMBackbone
+    from fuse.models.backbones import CausalLMBackbone
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=d, intermediate_size=2 * d, num_hidden_layers=1,
@@ -88,7 +88,7 @@ def tiny_causal_lm(tokenizer, d: int = 16, seed: int = 0, name: str = "tiny-lm",
 def tiny_encoder(tokenizer, d: int = 12, seed: int = 0, name: str = "tiny-encoder", dtype=torch.float32):
     from transformers import BertConfig, BertModel
 
-    from fuse.backbones import EncoderBackbone
+    from fuse.models.backbones import EncoderBackbone
 
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=d, intermediate_size=2 * d, num_hidden_layers=1,
@@ -96,3 +96,38 @@ def tiny_encoder(tokenizer, d: int = 12, seed: int = 0, name: str = "tiny-encode
     model = BertModel(cfg, add_pooling_layer=False).eval().to(dtype)
     model.requires_grad_(False)
     return EncoderBackbone(model, tokenizer, name)
+
+
+# Shared by several test folders.
+WORDS = ("the quick brown fox jumps over lazy dog picture cat sitting red mat sun language models read words "
+         "tokens vectors gradients flow frozen model prompt image small boat calm blue lake sunset numbers names "
+         "tensors stack slices transform circulant blocks naïve café unicode accents dashes").split()
+
+
+def tiny_clip(tok):
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+    from fuse.models.backbones.clip import CLIPBackbone
+
+    torch.manual_seed(0)
+    tc = CLIPTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, max_position_embeddings=64, eos_token_id=tok.eos_token_id,
+                        bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id, projection_dim=8)
+    vc = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          image_size=32, patch_size=8, projection_dim=8)
+    m = CLIPModel(CLIPConfig(text_config=tc.to_dict(), vision_config=vc.to_dict(), projection_dim=8)).eval()
+    m.requires_grad_(False)
+    return CLIPBackbone(m, tok, "tiny-clip")
+
+
+class TinyNet(torch.nn.Module):
+    """An EfficientNet-shaped stand-in: ``extract_features`` (B, 8, h, w) and a classifier ``_fc``."""
+
+    def __init__(self, n_classes=5):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 5, stride=4)
+        self._fc = torch.nn.Linear(8, n_classes)
+
+    def extract_features(self, x):
+        return torch.relu(self.conv(x))

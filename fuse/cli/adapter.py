@@ -30,8 +30,8 @@ def register(sub) -> None:
 def _report(adapter, source, target, as_json: bool) -> dict:
     from dataclasses import asdict
 
-    from fuse.evaluation import evaluate_adapter
-    from fuse.wordlist import split_words
+    from fuse.core.evaluation import evaluate_adapter
+    from fuse.core.wordlist import split_words
 
     cfg = adapter.config
     if cfg.word_source == "user" or cfg.n_holdout == 0:
@@ -51,8 +51,8 @@ def _report(adapter, source, target, as_json: bool) -> dict:
 
 
 def build(args) -> int:
-    from fuse.adapter import TensorAdapter
-    from fuse.loading import load
+    from fuse.core.adapter import TensorAdapter
+    from fuse.models.loading import load
 
     source, target = load(args.source), load(args.target)
     adapter = TensorAdapter.fit(source, target, n_words=args.words, n_holdout=args.holdout, k=args.k, lam=args.lam,
@@ -65,8 +65,8 @@ def build(args) -> int:
 
 
 def evaluate(args) -> int:
-    from fuse.adapter import CONFIG_NAME, TensorAdapter
-    from fuse.loading import load
+    from fuse.core.adapter import CONFIG_NAME, TensorAdapter
+    from fuse.models.loading import load
 
     cfg_path = Path(args.dir) / CONFIG_NAME
     if not cfg_path.is_file():

@@ -15,11 +15,11 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from fuse.adapter_cache import cached_adapter
-    from fuse.bridge import Bridge
-    from fuse.evaluation import evaluate_adapter
-    from fuse.loading import load
-    from fuse.wordlist import split_words
+    from fuse.models.adapter_cache import cached_adapter
+    from fuse.core.bridge import Bridge
+    from fuse.core.evaluation import evaluate_adapter
+    from fuse.models.loading import load
+    from fuse.core.wordlist import split_words
 
     smol, minilm = load("bundled:smollm2-135m"), load("bundled:minilm-l6")
     held = split_words(args.words, 2000, args.seed).holdout

@@ -12,8 +12,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from fuse.bundled import BUNDLED, cached_models, is_installed
-    from fuse.cache import cache_dir
+    from fuse.models.bundled import BUNDLED, cached_models, is_installed
+    from fuse.models.cache import cache_dir
 
     cached = set(cached_models())
     rows = [

@@ -39,8 +39,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from fuse.chain import Chain
-    from fuse.loading import load
+    from fuse.optim.chain import Chain
+    from fuse.models.loading import load
     from fuse.objectives import Fluency
     from fuse.optim import make_optimizer
 

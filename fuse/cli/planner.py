@@ -50,7 +50,7 @@ def register(sub) -> None:
 def run_train(args) -> int:
     import torch
 
-    from fuse.loading import load
+    from fuse.models.loading import load
     from fuse.planner import (ActionCodebook, MixSchedule, PlannerLM, TrainConfig, build_data, embed_documents,
                               load_corpus, split_documents, train)
 
@@ -93,7 +93,7 @@ def run_generate(args) -> int:
     import json as _json
     from pathlib import Path
 
-    from fuse.loading import load
+    from fuse.models.loading import load
     from fuse.planner.generate import generate
     from fuse.planner.model import MODEL_JSON, PlannerLM
 

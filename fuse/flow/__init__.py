@@ -3,5 +3,7 @@
 from fuse.flow.config import CaLMFlowConfig
 from fuse.flow.data import Task
 from fuse.flow.model import CaLMFlow, FlowLoss
+from fuse.flow.text import build_prompt_tokenizer
+from fuse.flow.tokenizer import GaussianHead
 
-__all__ = ["CaLMFlow", "CaLMFlowConfig", "FlowLoss", "Task"]
+__all__ = ["CaLMFlow", "CaLMFlowConfig", "FlowLoss", "GaussianHead", "Task", "build_prompt_tokenizer"]

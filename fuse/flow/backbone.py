@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from fuse.backbones.base import Backbone
+from fuse.models.backbones.base import Backbone
 from fuse.objectives import Objective
 from fuse.flow.metrics import GAMMAS, mmd2
 from fuse.flow.model import CaLMFlow

@@ -113,7 +113,7 @@ class CaLMFlowForecastConfig:
         return self.context + self.chunk
 
     def key(self) -> str:
-        from fuse.cache import config_key
+        from fuse.models.cache import config_key
 
         return config_key(self)
 
@@ -192,8 +192,7 @@ class CaLMFlowForecaster(Forecaster):
 
     @staticmethod
     def _build(cfg: CaLMFlowForecastConfig):
-        from fuse.flow import CaLMFlow, CaLMFlowConfig
-        from fuse.flow.text import build_prompt_tokenizer
+        from fuse.flow import CaLMFlow, CaLMFlowConfig, build_prompt_tokenizer
 
         torch.manual_seed(cfg.seed)
         tok = build_prompt_tokenizer([" ".join(VOCABULARY)], n_common=0) if cfg.text else None
@@ -307,7 +306,7 @@ class CaLMFlowForecaster(Forecaster):
     def pretrained(cls, config: CaLMFlowForecastConfig = CaLMFlowForecastConfig(), *,
                    progress: bool = False) -> "CaLMFlowForecaster":
         """Load from the fuse cache, training on synthetic series and caching first if needed (~1–2 min CPU)."""
-        from fuse.cache import cache_dir, trained_once
+        from fuse.models.cache import cache_dir, trained_once
 
         dest = cache_dir("forecast") / f"calmflow-{config.key()}"
         if not dest.exists():
@@ -367,7 +366,7 @@ class CaLMFlowForecaster(Forecaster):
         Differentiable in ``prompt_embeds (1, L, H)`` (a soft prompt replacing ``description``) and
         in the model's parameters when they require gradients.
         """
-        from fuse.flow.tokenizer import GaussianHead
+        from fuse.flow import GaussianHead
 
         C = self.cfg.context
         ctx = torch.tensor(as_series(context, min_length=C, name=self.name)[-C:])

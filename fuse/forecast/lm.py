@@ -63,7 +63,7 @@ class LMForecaster(Forecaster):
     """A frozen causal LM that forecasts by continuing a serialized series.
 
     Args:
-        backbone: a :class:`~fuse.backbones.CausalLMBackbone` or a name for :func:`fuse.loading.load`
+        backbone: a :class:`~fuse.models.backbones.CausalLMBackbone` or a name for :func:`fuse.models.loading.load`
             (e.g. ``"bundled:smollm2-135m"``).
         serializer: the number format.
         alpha, beta, basic: :class:`~fuse.forecast.serialize.Scaler` settings (LLMTime defaults).
@@ -80,7 +80,7 @@ class LMForecaster(Forecaster):
                  alpha: float = 0.95, beta: float = 0.3, basic: bool = False, temperature: float = 0.7,
                  max_history: int = 300, batch_size: int = 20, progress: bool = False):
         if isinstance(backbone, str):
-            from fuse.loading import load
+            from fuse.models.loading import load
 
             backbone = load(backbone)
         if getattr(backbone, "kind", None) != "causal_lm":

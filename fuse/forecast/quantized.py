@@ -55,7 +55,7 @@ class QuantizedConfig:
             raise ValueError("train_length and context must be > 8")
 
     def key(self) -> str:
-        from fuse.cache import config_key
+        from fuse.models.cache import config_key
 
         return config_key(self)
 
@@ -210,7 +210,7 @@ class QuantizedForecaster(Forecaster):
     @classmethod
     def pretrained(cls, cfg: QuantizedConfig = QuantizedConfig(), *, progress: bool = False, **kwargs) -> "QuantizedForecaster":
         """Load from the fuse cache, training and caching first if needed (a few minutes on CPU)."""
-        from fuse.cache import cache_dir, trained_once
+        from fuse.models.cache import cache_dir, trained_once
 
         dest = cache_dir("forecast") / f"chronos-tiny-{cfg.key()}"
         if not dest.exists():

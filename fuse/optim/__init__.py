@@ -1,4 +1,4 @@
-"""Prompt optimizers over a :class:`~fuse.chain.Chain`: GCG, AutoDAN-style growth, PEZ, random search."""
+"""Prompt optimizers over a :class:`~fuse.optim.chain.Chain`: GCG, AutoDAN-style growth, PEZ, random search."""
 
 from fuse.optim.autodan import AutoDAN
 from fuse.optim.base import OptimResult, Optimizer

@@ -47,7 +47,7 @@ class Optimizer:
     """Base class. Subclasses implement :meth:`_run`.
 
     Args:
-        chain: the :class:`~fuse.chain.Chain` to minimize.
+        chain: the :class:`~fuse.optim.chain.Chain` to minimize.
         n_tokens: free tokens to optimize (appended after ``prefix``).
         prefix: fixed text before the free tokens (e.g. ``"An image of"``).
         budget: maximum exact objective evaluations.
@@ -188,38 +188,3 @@ class Optimizer:
 
     def _run(self) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    # -- helpers for swap-based searches ---------------------------------------------------
-    def _swap_candidates(self, beams: list[list[int]], proposals) -> list[list[int]]:
-        """``proposals(beam_index, free) -> (positions (n,), tokens (n,))`` → candidate lists (deduplicated)."""
-        cands, seen = [], set(tuple(b) for b in beams)
-        per = max(1, self.batch_size // len(beams))
-        for bi, free in enumerate(beams):
-            pos, tok = proposals(bi, free, per)
-            for p, t in zip(pos.tolist(), tok.tolist()):
-                c = list(free)
-                c[p] = t
-                if tuple(c) not in seen:
-                    seen.add(tuple(c))
-                    cands.append(c)
-        return cands
-
-    def _swap_search(self, proposals) -> str | None:
-        """Shared loop of GCG and random search: propose swaps around each beam, keep the best."""
-        beams = [self.initial_free() for _ in range(self.beam_width)]
-        losses = self.score(beams)
-        step = 0
-        while True:
-            step += 1
-            cands = self._swap_candidates(beams, proposals)
-            if not cands:
-                return "done"
-            c_loss = self.score(cands)
-            pool = beams + cands
-            pool_loss = torch.cat([losses, c_loss])
-            order = torch.argsort(pool_loss)[: self.beam_width]
-            beams, losses = [pool[i] for i in order.tolist()], pool_loss[order]
-            self._record(step)
-            why = self._stop()
-            if why:
-                return why

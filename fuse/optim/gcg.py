@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from fuse.optim.base import Optimizer
+from fuse.optim.search import SwapSearch
 
 
-class GCG(Optimizer):
+class GCG(SwapSearch):
     """Greedy coordinate gradient.
 
     Each step, for every beam: the gradient of the chain's loss with respect to the one-hot tokens

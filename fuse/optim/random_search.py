@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from fuse.optim.base import Optimizer
+from fuse.optim.search import SwapSearch
 
 
-class RandomSearch(Optimizer):
+class RandomSearch(SwapSearch):
     """Each step: ``batch_size`` single-token swaps at random positions with random allowed tokens."""
 
     name = "random"

@@ -37,7 +37,7 @@ def embed_sentences(encoder, sentences: list[str], *, batch_size: int = 64, max_
     """Sentence embeddings ``(N, D)`` (float32, CPU) from an encoder backbone, in batches.
 
     Args:
-        encoder: an :class:`~fuse.backbones.EncoderBackbone` (e.g. ``fuse.load("bundled:minilm-l6")``).
+        encoder: an :class:`~fuse.models.backbones.EncoderBackbone` (e.g. ``fuse.load("bundled:minilm-l6")``).
         sentences: the texts.
         batch_size: sentences per forward pass (bounds memory).
         max_length: tokens kept per sentence.

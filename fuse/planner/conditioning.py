@@ -83,7 +83,7 @@ class ActionConditionedLM(nn.Module):
     """A frozen causal LM whose upper attention outputs receive projected action vectors.
 
     Args:
-        backbone: a :class:`~fuse.backbones.CausalLMBackbone`.
+        backbone: a :class:`~fuse.models.backbones.CausalLMBackbone`.
         action_dim: action-vector size ``D`` (the codebook's dimension).
         n_layers: condition the top ``n_layers`` decoder blocks (ignored when ``layers`` is given).
         layers: explicit block indices to condition.
