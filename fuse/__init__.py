@@ -11,6 +11,8 @@ from fuse.models.backbones import Backbone, CausalLMBackbone, EncoderBackbone
 from fuse.core.bridge import Bridge, BridgeOutput
 from fuse.optim.chain import Chain
 from fuse.models.loading import load
+from fuse.optim import (AutoDANConfig, GCGConfig, OptimResult, PEZConfig, ProbeConfig, RandomSearchConfig,
+                        optimize)
 from fuse.core.slices import word_slices
 from fuse.core.words import WordGroups, align, group_ids, group_text
 
@@ -22,6 +24,13 @@ __all__ = [
     "AdapterConfig",
     "Bridge",
     "Chain",
+    "optimize",
+    "OptimResult",
+    "GCGConfig",
+    "AutoDANConfig",
+    "PEZConfig",
+    "RandomSearchConfig",
+    "ProbeConfig",
     "BridgeOutput",
     "Backbone",
     "CausalLMBackbone",

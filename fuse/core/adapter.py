@@ -242,7 +242,10 @@ class TensorAdapter:
         return self._apply(G_target, counts_target, transpose=True)
 
     def to(self, device=None, dtype=None) -> "TensorAdapter":
-        self.T = self.T.to(device=device, dtype=dtype)
+        """Move/cast the adapter in place (and drop cached derived tensors); returns ``self``."""
+        T = self.T.to(device=device, dtype=dtype)
+        if T is not self.T:
+            self.T, self._Tt = T, None
         return self
 
     # -- persistence ----------------------------------------------------------------------

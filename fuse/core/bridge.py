@@ -143,8 +143,8 @@ class BridgeOutput:
 
     Attributes:
         ids: ``(L_B,)`` the target's token ids for the decoded text (special tokens included).
-        inputs_embeds: ``(L_B, d_B)`` embeddings to feed as ``inputs_embeds``; differentiable in the
-            source embeddings.
+        inputs_embeds: ``(L_B, d_B)`` embeddings to feed as ``inputs_embeds``, on the target's device and in
+            its dtype; differentiable in the source embeddings.
         plan: the word pairing used.
     """
 
@@ -207,19 +207,18 @@ class Bridge:
         if source_embeds.shape != ref.shape:
             raise ValueError(f"source_embeds has shape {tuple(source_embeds.shape)}, expected {tuple(ref.shape)} "
                              f"(one row per source token, d={self.source.dim})")
-        if source_embeds.device != self.adapter.T.device:
-            raise ValueError(f"source embeddings are on {source_embeds.device}, the adapter on {self.adapter.T.device}; "
-                             "move one with .to(device)")
-        if source_embeds.dtype != self.adapter.T.dtype:
-            raise ValueError(f"source embeddings are {source_embeds.dtype}, the adapter {self.adapter.T.dtype}; "
-                             "cast with adapter.to(dtype=...) or source_embeds.to(...)")
+        # The adapter's math runs on its own device and dtype (float32 is cheap: d_A × d_B × k per word); the
+        # casts are differentiable, so the source receives its gradient in its own dtype and on its own device.
+        T = self.adapter.T
+        x = source_embeds.to(device=T.device, dtype=T.dtype)
         plan = self.plan(source_ids)
         ids_b = torch.tensor(plan.target.ids, dtype=torch.long, device=self.target.device)
-        base = self.target.embed(ids_b).detach().to(device=source_embeds.device, dtype=source_embeds.dtype)
+        base = self.target.embed(ids_b).detach().to(device=T.device, dtype=T.dtype)
         if self.mode == "exact":
-            out = _ExactBridge.apply(source_embeds, ref.to(source_embeds.dtype), base, self.adapter, plan, self.routing)
+            out = _ExactBridge.apply(x, ref.to(device=T.device, dtype=T.dtype), base, self.adapter, plan, self.routing)
         else:
-            out = self._surrogate(source_embeds, base, plan)
+            out = self._surrogate(x, base, plan)
+        out = out.to(device=self.target.device, dtype=self.target.dtype)
         return BridgeOutput(ids_b, out, plan)
 
     def _surrogate(self, x_a, base_b, plan: BridgePlan) -> torch.Tensor:

@@ -46,14 +46,17 @@ def _resolve_dtype(dtype) -> torch.dtype:
     return dtype
 
 
-def load(name_or_path: str, *, device=None, dtype=None, local_files_only: bool | None = None,
+def load(name_or_path: str, *, device=None, dtype=None, device_map=None, local_files_only: bool | None = None,
          kind: str | None = None, trust_remote_code: bool = False) -> Backbone:
     """Load a frozen model with its tokenizer as a backbone.
 
     Args:
         name_or_path: ``bundled:NAME`` (see ``fuse models``), a local folder, or a hub id.
-        device: where the model lives (default CPU).
-        dtype: weight dtype (default float32).
+        device: where the model lives (default CPU): ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        dtype: weight dtype (default float32): ``torch.bfloat16``, ``"bfloat16"``, ``"float16"``, ...
+        device_map: place a model larger than one device across several (``"auto"``, or a dict), through
+            ``accelerate`` (``pip install accelerate``); excludes ``device``. The backbone's device is then its
+            input embedding's device, where fuse puts the token ids and reads the losses.
         local_files_only: never touch the network (default: True when ``HF_HUB_OFFLINE`` is set).
         kind: ``"causal_lm"`` or ``"encoder"``; inferred from the config's architectures if omitted.
         trust_remote_code: passed to ``transformers``; off unless you ask.
@@ -70,6 +73,13 @@ def load(name_or_path: str, *, device=None, dtype=None, local_files_only: bool |
     if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
         raise ValueError(f"name_or_path must be a non-empty string, got {name_or_path!r}")
     name = str(name_or_path)
+    if device_map is not None and device is not None:
+        raise ValueError("give device or device_map, not both (device_map places the model across devices itself)")
+    if device_map is not None:
+        try:
+            import accelerate  # noqa: F401
+        except ImportError as e:
+            raise ValueError("device_map needs the accelerate package: pip install accelerate") from e
     dev, dt = _resolve_device(device), _resolve_dtype(dtype)
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {sorted(_KINDS)}")
@@ -80,11 +90,11 @@ def load(name_or_path: str, *, device=None, dtype=None, local_files_only: bool |
         from fuse.models.bundled import bundled_folder
 
         spec, folder = bundled_folder(name[len(BUNDLED_PREFIX):])
-        return _load_folder(str(folder), name, kind or spec.kind, dev, dt, True, False)
+        return _load_folder(str(folder), name, kind or spec.kind, dev, dt, True, False, device_map)
     if not Path(name).exists() and (name.count("/") > 1 or name.startswith((".", "/", "~"))):
         raise ValueError(f"model folder {name!r} does not exist; pass an existing folder, a hub id such as "
                          f"'org/model', or a bundled name ('fuse models' lists them)")
-    return _load_folder(name, name, kind, dev, dt, local_files_only, trust_remote_code)
+    return _load_folder(name, name, kind, dev, dt, local_files_only, trust_remote_code, device_map)
 
 
 def _infer_kind(config) -> str:
@@ -96,7 +106,16 @@ def _infer_kind(config) -> str:
     return "encoder"
 
 
-def _load_folder(path: str, name: str, kind, dev, dt, local_files_only: bool, trust_remote_code: bool) -> Backbone:
+def _dtype_kwarg() -> str:
+    """``dtype`` (transformers >= 4.56) or ``torch_dtype`` (older releases, which would ignore ``dtype``)."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def _load_folder(path: str, name: str, kind, dev, dt, local_files_only: bool, trust_remote_code: bool,
+                 device_map=None) -> Backbone:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     common = dict(local_files_only=local_files_only, trust_remote_code=trust_remote_code)
@@ -111,7 +130,11 @@ def _load_folder(path: str, name: str, kind, dev, dt, local_files_only: bool, tr
         ) from e
     kind = kind or _infer_kind(config)
     cls = AutoModelForCausalLM if kind == "causal_lm" else AutoModel
-    model = cls.from_pretrained(path, dtype=dt, **common).to(dev).eval()
+    if device_map is not None:
+        model = cls.from_pretrained(path, device_map=device_map, **{_dtype_kwarg(): dt}, **common).eval()
+    else:
+        model = cls.from_pretrained(path, **{_dtype_kwarg(): dt}, **common).to(dev).eval()
     model.requires_grad_(False)
-    logger.info("loaded %s (%s) on %s as %s", name, type(model).__name__, dev, dt)
+    logger.info("loaded %s (%s) on %s as %s", name, type(model).__name__,
+                dev if device_map is None else getattr(model, "hf_device_map", device_map), dt)
     return _KINDS[kind](model, tokenizer, name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fuse.objectives.base import Objective
@@ -29,35 +31,93 @@ class Fluency(Objective):
             return self.backbone.nll(inputs_embeds, ids, attention_mask)
         return self.backbone.token_nll(inputs_embeds, ids, attention_mask).sum(1)
 
+    def score_ids(self, ids, attention_mask, batch_size: int = 64):
+        nll = self.backbone.score_tokens(ids, attention_mask, batch_size=batch_size).nll
+        total = nll.sum(1)
+        if self.reduction == "mean":
+            total = total / attention_mask[:, 1:].sum(1).clamp_min(1).to(total)
+        return total, None
+
 
 class Continuation(Objective):
-    """−log p(continuation | text) under a causal LM, mean per continuation token."""
+    """How well the text makes the LM continue with a fixed ``continuation`` (the GCG / nanoGCG task).
+
+    ``loss="ce"`` (default): ``−log p(continuation | text)``, mean per continuation token.
+    ``loss="mellowmax"``: ``mellowmax_α(−logit of each continuation token)`` (nanoGCG's option), which rewards raising
+    every target token's logit rather than its probability. :meth:`score_ids` also says, per text, whether greedy
+    decoding would produce the continuation exactly (the early-stop test).
+    """
 
     name = "continuation_nll"
+    LOSSES = ("ce", "mellowmax")
 
-    def __init__(self, backbone, continuation: str):
+    def __init__(self, backbone, continuation: str, *, loss: str = "ce", mellowmax_alpha: float = 1.0):
         super().__init__(backbone)
         if not isinstance(continuation, str) or not continuation.strip():
             raise ValueError("continuation must be non-empty text")
-        self.cont_ids = torch.tensor(backbone.tokenizer(continuation, add_special_tokens=False)["input_ids"], device=backbone.device)
+        if loss not in self.LOSSES:
+            raise ValueError(f"unknown continuation loss {loss!r}; use one of {self.LOSSES}")
+        if not mellowmax_alpha > 0:
+            raise ValueError(f"mellowmax_alpha must be > 0, got {mellowmax_alpha}")
+        self.continuation, self.kind, self.mellowmax_alpha = continuation, loss, float(mellowmax_alpha)
+        if loss == "mellowmax":
+            self.name = "continuation_mellowmax"
+        self.cont_ids = torch.tensor(backbone.tokenizer(continuation, add_special_tokens=False)["input_ids"],
+                                     device=backbone.device)
+        if self.cont_ids.numel() == 0:
+            raise ValueError(f"the continuation {continuation!r} tokenizes to no tokens")
 
-    def loss(self, inputs_embeds, ids, attention_mask):
+    def _append(self, ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None):
+        """Place the continuation right after each row's last real token: ``(ids, mask, weights, embeds)``."""
         B, L = ids.shape
         n = self.cont_ids.numel()
+        cont = self.cont_ids.to(ids.device)
         lengths = attention_mask.sum(1)
-        # place the continuation right after each sequence's last real token
+        if bool((lengths == L).all()):  # no padding: one concatenation
+            full = torch.cat([ids, cont.expand(B, n)], 1)
+            mask = torch.ones_like(full)
+            weights = torch.zeros(B, L + n - 1, device=ids.device)
+            weights[:, L - 1 :] = 1.0
+            emb = None
+            if inputs_embeds is not None:
+                emb = torch.cat([inputs_embeds, self.backbone.embed(cont).to(inputs_embeds).expand(B, n, -1)], 1)
+            return full, mask, weights, emb
         total = L + n
-        emb = inputs_embeds.new_zeros(B, total, inputs_embeds.shape[-1])
-        full_ids = ids.new_zeros(B, total)
+        full = ids.new_zeros(B, total)
         mask = attention_mask.new_zeros(B, total)
-        cont = self.backbone.embed(self.cont_ids).to(inputs_embeds)
         weights = torch.zeros(B, total - 1, device=ids.device)
+        emb = None if inputs_embeds is None else inputs_embeds.new_zeros(B, total, inputs_embeds.shape[-1])
+        cont_emb = None if inputs_embeds is None else self.backbone.embed(cont).to(inputs_embeds)
         for b in range(B):
             m = int(lengths[b])
-            emb[b, :m] = inputs_embeds[b, :m]
-            emb[b, m : m + n] = cont
-            full_ids[b, :m], full_ids[b, m : m + n] = ids[b, :m], self.cont_ids
+            full[b, :m], full[b, m : m + n] = ids[b, :m], cont
             mask[b, : m + n] = 1
             weights[b, m - 1 : m + n - 1] = 1.0
-        tok = self.backbone.token_nll(emb, full_ids, mask)
-        return (tok * weights).sum(1) / n
+            if emb is not None:
+                emb[b, :m] = inputs_embeds[b, :m]
+                emb[b, m : m + n] = cont_emb
+        return full, mask, weights, emb
+
+    def _mellowmax(self, logits_of_targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        a, n = self.mellowmax_alpha, self.cont_ids.numel()
+        t = torch.where(weights > 0, -a * logits_of_targets, torch.full_like(logits_of_targets, -float("inf")))
+        return (torch.logsumexp(t, 1) - math.log(n)) / a
+
+    def loss(self, inputs_embeds, ids, attention_mask):
+        full, mask, weights, emb = self._append(ids, attention_mask, inputs_embeds)
+        if self.kind == "mellowmax":
+            logits = self.backbone.logits(emb, mask)[:, :-1]
+            z = logits.gather(-1, full[:, 1:].unsqueeze(-1)).squeeze(-1)
+            z = z if z.dtype == torch.float64 else z.float()
+            return self._mellowmax(z, weights)
+        tok = self.backbone.token_nll(emb, full, mask)
+        return (tok * weights.to(tok)).sum(1) / self.cont_ids.numel()
+
+    def score_ids(self, ids, attention_mask, batch_size: int = 64):
+        full, mask, weights, _ = self._append(ids, attention_mask)
+        s = self.backbone.score_tokens(full, mask, need=weights > 0, batch_size=batch_size)
+        on = weights > 0
+        match = (s.argmax | ~on).all(1)
+        if self.kind == "mellowmax":
+            return self._mellowmax(s.logit, weights), match
+        return (s.nll * weights).sum(1) / self.cont_ids.numel(), match

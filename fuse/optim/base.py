@@ -1,7 +1,9 @@
-"""What every prompt optimizer shares: the prompt, the budget, exact batched scoring, best-so-far."""
+"""What every prompt optimizer shares: the prompt layout, the token round trip, exact batched scoring with a
+cache, the budget, best-so-far and the stopping rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -10,10 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from fuse.optim.config import OptimizerConfig
 from fuse.optim.vocab_filter import allowed_tokens
 
 logger = logging.getLogger(__name__)
-SEARCHES = ("greedy", "beam")
 
 
 @dataclass
@@ -21,14 +23,22 @@ class OptimResult:
     """Outcome of one optimization.
 
     Attributes:
-        best_text: the best text found (prefix included).
-        best_ids: the primary's token ids of it.
+        best_text: the best text found (prefix included), as every model saw it.
+        best_ids: the primary's token ids of it, exactly as the primary tokenizes ``best_text``.
         best_loss: its exact weighted objective.
         losses: each term's exact (unweighted) value for it, by term label.
-        evaluations: exact objective evaluations spent (the budget unit).
+        evaluations: exact objective evaluations spent (the budget unit; cache hits are not counted).
         seconds: wall time.
-        history: ``[{"evaluations": n, "best_loss": x, "step": s}, ...]`` after every step.
-        stopped: ``"budget"``, ``"patience"``, ``"target"`` or ``"done"``.
+        history: after every step ``{"step", "evaluations", "best_loss", "best_text"}``.
+        stopped: ``"budget"``, ``"patience"``, ``"target"``, ``"match"`` or ``"done"``.
+        best_free_ids: the optimized tokens alone (without prefix and special tokens).
+        best_free_text: their text.
+        matched: whether the best text makes the primary produce its continuation target(s) exactly (``None``
+            when the chain has no such target).
+        dropped: candidates dropped because their text does not re-tokenize to the same ids in the primary.
+        cache_hits: candidates met again and answered from the evaluation cache.
+        draft_evaluations: texts scored by a probe-sampling draft model.
+        config: the options the run used.
     """
 
     best_text: str
@@ -41,65 +51,61 @@ class OptimResult:
     stopped: str = "done"
     optimizer: str = ""
     search: str = "greedy"
+    best_free_ids: list[int] = field(default_factory=list)
+    best_free_text: str = ""
+    matched: bool | None = None
+    dropped: int = 0
+    cache_hits: int = 0
+    draft_evaluations: int = 0
+    config: dict = field(default_factory=dict)
+
+    @property
+    def evaluations_per_second(self) -> float:
+        return self.evaluations / self.seconds if self.seconds > 0 else float("inf")
 
 
 class Optimizer:
-    """Base class. Subclasses implement :meth:`_run`.
+    """Base class. Subclasses implement :meth:`_run` and name their config class.
 
-    Args:
-        chain: the :class:`~fuse.optim.chain.Chain` to minimize.
-        n_tokens: free tokens to optimize (appended after ``prefix``).
-        prefix: fixed text before the free tokens (e.g. ``"An image of"``).
-        budget: maximum exact objective evaluations.
-        batch_size: candidates evaluated per step (one forward per term per batch).
-        search: ``"greedy"`` or ``"beam"``.
-        beam_width: beams kept with ``search="beam"``.
-        patience: stop after this many steps without improvement (``None``: never).
-        target_loss: stop once the best loss is at or below this.
-        seed: seeds every random choice.
-        progress: show a tqdm bar.
-        ascii_only: restrict candidate tokens to printable ASCII.
+    Construct with a config (``GCG(chain, GCGConfig(...))``) or with keyword arguments, which build the config
+    (``GCG(chain, n_tokens=20, budget=640)``); both may be combined (keywords override the config's fields).
     """
 
     name = "optimizer"
+    config_class = OptimizerConfig
     supports_beam = True
-    #: only candidates of exactly ``n_tokens`` free tokens may become the result (growth-based
-    #: optimizers evaluate shorter ones on the way; see :class:`~fuse.optim.autodan.AutoDAN`).
+    #: the result must have exactly ``n_tokens`` free tokens (growth-based optimizers score shorter ones on the way)
     complete_only = False
 
-    def __init__(self, chain, *, n_tokens: int = 8, prefix: str = "", budget: int = 1000, batch_size: int = 64,
-                 search: str = "greedy", beam_width: int = 4, patience: int | None = None,
-                 target_loss: float | None = None, seed: int = 0, progress: bool = False, ascii_only: bool = True,
-                 init_text: str | None = None):
-        if int(budget) < 1:
-            raise ValueError(f"budget must be at least 1 exact evaluation, got {budget}")
-        if int(n_tokens) < 1:
-            raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if search not in SEARCHES:
-            raise ValueError(f"unknown search {search!r}; use one of {SEARCHES}")
-        if search == "beam" and not self.supports_beam:
+    def __init__(self, chain, config: OptimizerConfig | None = None, **kwargs):
+        if config is None:
+            config = self.config_class(**kwargs)
+        else:
+            if not isinstance(config, self.config_class):
+                raise ValueError(f"{self.name} takes a {self.config_class.__name__}, got {type(config).__name__}")
+            config = dataclasses.replace(config, **kwargs) if kwargs else config
+        if config.search == "beam" and not self.supports_beam:
             raise ValueError(f"{self.name} optimizes one continuous prompt; use search='greedy'")
-        if search == "beam" and beam_width < 1:
-            raise ValueError(f"beam_width must be >= 1, got {beam_width}")
-        self.chain, self.n_tokens, self.prefix = chain, int(n_tokens), prefix
-        self.budget, self.batch_size, self.search = int(budget), int(batch_size), search
-        self.beam_width = beam_width if search == "beam" else 1
-        self.patience, self.target_loss, self.seed = patience, target_loss, seed
-        self.progress = progress
+        if not hasattr(chain, "primary") or not hasattr(chain, "evaluate"):
+            raise ValueError(f"optimizers take a fuse Chain, got {type(chain).__name__}")
+        self.chain, self.config = chain, config
+        for f in dataclasses.fields(config):  # convenient read-only mirrors (opt.budget, opt.n_tokens, ...)
+            setattr(self, f.name, getattr(config, f.name))
+        self.beam_width = config.beam_width if config.search == "beam" else 1
+        self.eval_batch_size = config.eval_batch_size or config.batch_size
         tok = chain.primary.tokenizer
-        self.allowed = allowed_tokens(tok, ascii_only).to(chain.primary.device)
+        self.tokenizer = tok
+        self.allowed_cpu = allowed_tokens(tok, config.ascii_only)
+        self.allowed = self.allowed_cpu.to(chain.primary.device)
         # the special tokens the tokenizer adds around a text (BOS before; EOS/SEP after), kept in place
         with_sp, plain = tok("x")["input_ids"], tok("x", add_special_tokens=False)["input_ids"]
         start = next((i for i in range(len(with_sp)) if with_sp[i : i + len(plain)] == plain), 0)
         self.lead_ids, self.tail_ids = list(with_sp[:start]), list(with_sp[start + len(plain) :])
+        prefix = config.prefix
         self.prefix_ids = self.lead_ids + (list(tok(prefix, add_special_tokens=False)["input_ids"]) if prefix else [])
-        self.init_text = init_text
-        self.rng = random.Random(seed)
-        self.gen = torch.Generator().manual_seed(seed)
+        self._reset()
 
-    # -- shared machinery -----------------------------------------------------------------
+    # -- layout ---------------------------------------------------------------------------
     def full_ids(self, free: list[int]) -> list[int]:
         return self.prefix_ids + list(free) + self.tail_ids
 
@@ -107,45 +113,114 @@ class Optimizer:
     def free_slice(self) -> slice:
         return slice(len(self.prefix_ids), None if not self.tail_ids else -len(self.tail_ids))
 
+    def free_positions(self, n: int | None = None) -> list[int]:
+        start = len(self.prefix_ids)
+        return list(range(start, start + (self.n_tokens if n is None else n)))
+
     def text_of(self, free: list[int]) -> str:
         return self.chain.decode(self.full_ids(free))
 
+    def round_trips(self, frees: list[list[int]]) -> list[bool]:
+        """Whether each candidate's text re-tokenizes to exactly its ids in the primary (what the models will see)."""
+        if not frees:
+            return []
+        fulls = [self.full_ids(f) for f in frees]
+        texts = [self.chain.decode(f) for f in fulls]
+        enc = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        return [list(e) == f and bool(t.strip()) for e, f, t in zip(enc, fulls, texts)]
+
+    # -- initial tokens -------------------------------------------------------------------
     def random_free(self, n: int | None = None) -> list[int]:
         n = self.n_tokens if n is None else n
-        idx = torch.randint(len(self.allowed), (n,), generator=self.gen)
-        return self.allowed[idx].tolist()
+        for _ in range(100):
+            idx = torch.randint(len(self.allowed_cpu), (n,), generator=self.gen)
+            free = self.allowed_cpu[idx].tolist()
+            if n == 0 or self.round_trips([free])[0]:
+                return free
+        raise ValueError("could not draw random tokens that survive decode → encode in the primary's tokenizer; "
+                         "give init_text")
 
     def initial_free(self) -> list[int]:
-        if self.init_text:
-            ids = self.chain.primary.tokenizer(" " + self.init_text, add_special_tokens=False)["input_ids"][: self.n_tokens]
-            return ids + self.random_free(self.n_tokens - len(ids))
-        return self.random_free()
+        if not self.init_text:
+            return self.random_free()
+        text = self.init_text if self.init_text[:1].isspace() or not self.prefix else " " + self.init_text
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if len(ids) < self.n_tokens:
+            ids = ids + self.random_free(self.n_tokens - len(ids))
+        ids = ids[: self.n_tokens]
+        if not self.round_trips([ids])[0]:
+            logger.warning("%s: init_text %r does not survive decode → encode after the prefix; starting from random "
+                           "tokens instead", self.name, self.init_text)
+            return self.random_free()
+        return ids
 
+    # -- exact scoring --------------------------------------------------------------------
     def score(self, frees: list[list[int]]) -> torch.Tensor:
-        """Exact losses of candidates (budget permitting: extra candidates get +inf and are not counted)."""
-        left = self.budget - self.evaluations
+        """Exact losses ``(n,)`` (CPU float) of candidate free-token lists.
+
+        Candidates whose text does not round-trip are dropped (``inf``, not counted); candidates already scored come
+        from the cache (not counted); the rest are scored in order while the budget lasts (``inf`` past it).
+        """
         out = torch.full((len(frees),), float("inf"))
-        if left <= 0 or not frees:
+        if not frees:
             return out
-        take = frees[:left]
-        texts = [self.text_of(f) for f in take]
-        ok = [i for i, t in enumerate(texts) if t.strip()]
-        if ok:
-            ev = self.chain.evaluate([texts[i] for i in ok], batch_size=self.batch_size)
-            for j, i in enumerate(ok):
-                out[i] = ev.total[j]
-                if self.complete_only and len(take[i]) != self.n_tokens:  # a partial prompt: the fallback only
-                    if ev.total[j] < self._partial[0]:
-                        self._partial = (float(ev.total[j]), list(take[i]), ev.parts[j])
-                elif ev.total[j] < self.best_loss:
-                    self.best_loss, self.best_free, self.best_parts = float(ev.total[j]), list(take[i]), ev.parts[j]
-        self.evaluations += len(take)
-        if self.bar is not None:
-            self.bar.update(len(take))
-            self.bar.set_postfix(best=f"{self.best_loss:.4f}")
+        ok = self.round_trips(frees)
+        self.dropped += ok.count(False)
+        todo, seen = [], {}
+        for i, (f, good) in enumerate(zip(frees, ok)):
+            if not good:
+                continue
+            key = tuple(f)
+            if self.config.cache and key in self._cache:
+                self.cache_hits += 1
+                out[i] = self._cache[key][0]
+            elif key in seen:
+                seen[key].append(i)
+            else:
+                seen[key] = [i]
+                todo.append(f)
+        left = self.budget - self.evaluations
+        todo = todo[: max(left, 0)]
+        if todo:
+            ev = self.chain.evaluate_ids([self.full_ids(f) for f in todo], batch_size=self.eval_batch_size)
+            totals, parts = ev.total.tolist(), ev.parts.tolist()
+            matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
+            for f, loss, part, match in zip(todo, totals, parts, matches):
+                self._cache[tuple(f)] = (loss, part, match)
+                for i in seen[tuple(f)]:
+                    out[i] = loss
+                self._consider(f, loss, part, match)
+            self.evaluations += len(todo)
+            if self.bar is not None:
+                self.bar.update(len(todo))
+                self.bar.set_postfix(best=f"{self.best_loss:.4f}")
         return out
 
+    def _consider(self, free: list[int], loss: float, parts: list[float], match) -> None:
+        if match:
+            self.any_match = True
+        if self.complete_only and len(free) != self.n_tokens:  # a partial prompt: the fallback only
+            if loss < self._partial[0]:
+                self._partial = (loss, list(free), parts, match)
+        elif loss < self.best_loss:
+            self.best_loss, self.best_free, self.best_parts, self.best_match = loss, list(free), parts, match
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.evaluations, self.best_loss, self.best_free, self.best_parts = 0, float("inf"), None, None
+        self.best_match, self.any_match = None, False
+        self.history, self.steps_since_best = [], 0
+        self.dropped = self.cache_hits = self.draft_evaluations = 0
+        self.probe_history: list[dict] = []
+        self._partial = (float("inf"), None, None, None)
+        self._cache: dict[tuple, tuple] = {}
+        self.bar = None
+
     def _stop(self) -> str | None:
+        if self.early_stop and self.any_match:
+            return "match"
         if self.evaluations >= self.budget:
             return "budget"
         if self.target_loss is not None and self.best_loss <= self.target_loss:
@@ -159,12 +234,13 @@ class Optimizer:
             self.steps_since_best = 0  # (no result yet, e.g. a growing prompt: nothing to be patient about)
         else:
             self.steps_since_best += 1
-        self.history.append({"step": step, "evaluations": self.evaluations, "best_loss": self.best_loss})
+        best_text = self.text_of(self.best_free) if self.best_free is not None else None
+        self.history.append({"step": step, "evaluations": self.evaluations, "best_loss": self.best_loss,
+                             "best_text": best_text})
 
     def run(self) -> OptimResult:
-        self.evaluations, self.best_loss, self.best_free, self.best_parts = 0, float("inf"), None, None
-        self.history, self.steps_since_best = [], 0
-        self._partial = (float("inf"), None, None)
+        """Optimize. Every call starts afresh from the seed, so two calls give the same result."""
+        self._reset()
         self.bar = tqdm(total=self.budget, desc=self.name, disable=not self.progress, leave=False)
         t0 = time.perf_counter()
         try:
@@ -175,15 +251,19 @@ class Optimizer:
         if self.best_free is None and self._partial[1] is not None:
             logger.warning("%s: the budget ran out before any prompt reached n_tokens=%d; returning the best %d-token "
                            "prompt (raise the budget or lower n_tokens)", self.name, self.n_tokens, len(self._partial[1]))
-            self.best_loss, self.best_free, self.best_parts = self._partial
+            self.best_loss, self.best_free, self.best_parts, self.best_match = self._partial
         if self.best_free is None:
-            raise ValueError("no candidate was evaluated; raise the budget")
+            raise ValueError("no candidate was evaluated: raise the budget, or give an init_text / prefix whose tokens "
+                             "survive decode → encode in the primary's tokenizer")
         ids = self.full_ids(self.best_free)
         return OptimResult(
             best_text=self.chain.decode(ids), best_ids=ids, best_loss=self.best_loss,
             losses={k: float(v) for k, v in zip(self.chain.labels, self.best_parts)},
             evaluations=self.evaluations, seconds=time.perf_counter() - t0, history=self.history,
-            stopped=stopped, optimizer=self.name, search=self.search,
+            stopped=stopped, optimizer=self.name, search=self.search, best_free_ids=list(self.best_free),
+            best_free_text=self.tokenizer.decode(self.best_free, clean_up_tokenization_spaces=False),
+            matched=self.best_match, dropped=self.dropped, cache_hits=self.cache_hits,
+            draft_evaluations=self.draft_evaluations, config=self.config.to_dict(),
         )
 
     def _run(self) -> str | None:  # pragma: no cover - abstract

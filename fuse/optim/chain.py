@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from fuse.models.adapter_cache import cached_adapter
+from fuse.models.batching import pad_ids
 from fuse.core.bridge import Bridge
 from fuse.objectives import Objective, as_objective
 
@@ -36,10 +37,18 @@ class Term:
 
 @dataclass
 class Evaluation:
-    """Exact objective values: ``total (B,)`` weighted sum, ``parts (B, T)`` every term unweighted."""
+    """Exact objective values, float32 on the primary's device.
+
+    Attributes:
+        total: ``(B,)`` the weighted sum.
+        parts: ``(B, T)`` every term, unweighted.
+        match: ``(B,)`` whether every term with an exact goal (a :class:`~fuse.objectives.Continuation`) met it,
+            or ``None`` when no term has one.
+    """
 
     total: torch.Tensor
     parts: torch.Tensor
+    match: torch.Tensor | None = None
 
 
 class Chain:
@@ -87,6 +96,9 @@ class Chain:
             if adapter is None:
                 adapter = cached_adapter(primary, bb, **opts)
                 adapters[bb.name] = adapter
+            if not adapter.T.is_floating_point() or adapter.T.dtype in (torch.float16, torch.bfloat16):
+                adapter.to(dtype=torch.float32)  # the adapter's math stays in float32 whatever the models' dtypes
+            adapter.to(device=primary.device)
             self.terms.append(Term(obj, weight, Bridge(primary, bb, adapter, mode=mode, routing=routing)))
         self.adapters = adapters
 
@@ -99,51 +111,126 @@ class Chain:
         return torch.tensor([t.weight for t in self.terms])
 
     # -- exact evaluation -----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where losses are reduced: the primary's device."""
+        return self.primary.device
+
+    def _combine(self, scored: list[tuple[torch.Tensor, torch.Tensor | None]]) -> Evaluation:
+        P = torch.stack([loss.to(device=self.device, dtype=torch.float32) for loss, _ in scored], dim=1)
+        matches = [m.to(self.device) for _, m in scored if m is not None]
+        match = torch.stack(matches, 1).all(1) if matches else None
+        return Evaluation(P @ self.weights.to(P), P, match)
+
     @torch.no_grad()
     def evaluate(self, texts: list[str], batch_size: int = 64) -> Evaluation:
-        """Exact weighted objective of each text (one forward per term per batch)."""
+        """Exact weighted objective of each text: every model scores its own tokenization of it."""
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
             raise ValueError("no texts to evaluate")
         if any(not isinstance(t, str) or not t.strip() for t in texts):
             raise ValueError("every text to evaluate must be non-empty")
-        parts = []
+        out = []
         for i in range(0, len(texts), batch_size):
             chunk = texts[i : i + batch_size]
-            parts.append(torch.stack([t.objective.loss_texts(chunk).float().cpu() for t in self.terms], dim=1))
-        P = torch.cat(parts)
-        return Evaluation(P @ self.weights, P)
+            out.append(self._combine([t.objective.score_texts(chunk, batch_size) for t in self.terms]))
+        return _cat(out)
+
+    @torch.no_grad()
+    def evaluate_ids(self, seqs: list[list[int]], batch_size: int = 64, texts: list[str] | None = None) -> Evaluation:
+        """Exact objective of primary token sequences that round-trip (``encode(decode(ids)) == ids``).
+
+        The primary's own terms score the ids directly (no re-tokenization, shared-prefix KV cache); every other
+        model scores its own tokenization of the decoded text, exactly as :meth:`evaluate` does. Only valid for
+        sequences the primary would produce itself from their text (optimizers check this before calling).
+        """
+        if not seqs:
+            raise ValueError("no sequences to evaluate")
+        texts = texts if texts is not None else [self.decode(s) for s in seqs]
+        pad = self.primary.tokenizer.pad_token_id
+        pad = 0 if pad is None else pad
+        out = []
+        for i in range(0, len(seqs), batch_size):
+            ids, mask = pad_ids(seqs[i : i + batch_size], pad, self.primary.device)
+            chunk = texts[i : i + batch_size]
+            out.append(self._combine([t.objective.score_ids(ids, mask, batch_size) if t.bridge is None
+                                      else t.objective.score_texts(chunk, batch_size) for t in self.terms]))
+        return _cat(out)
 
     def decode(self, ids) -> str:
         return self.primary.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     # -- gradients ------------------------------------------------------------------------
-    def loss_from_embeds(self, ids: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted loss and per-term losses of one primary sequence ``ids (L,)`` with embeddings ``x (L, d)``."""
+    def losses_from_embeds(self, ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-term losses ``(B, T)`` (float32, primary's device) of primary sequences ``ids (B, L)`` embedded as
+        ``x (B, L, d)``; differentiable in ``x``. Secondary models receive their bridged embeddings, padded to a
+        batch on their own device and in their own dtype."""
+        B, L = ids.shape
+        ones = torch.ones_like(ids)
         parts = []
         for t in self.terms:
+            bb = t.objective.backbone
             if t.bridge is None:
-                emb, tids = x[None], ids[None]
+                loss = t.objective.loss(x.to(bb.dtype), ids, ones)
             else:
-                out = t.bridge(ids, x)
-                emb, tids = out.inputs_embeds[None], out.ids[None]
-            mask = torch.ones_like(tids)
-            parts.append(t.objective.loss(emb.to(t.objective.backbone.dtype), tids, mask)[0].float())
-        P = torch.stack(parts)
+                outs = [t.bridge(ids[b], x[b]) for b in range(B)]
+                Lb = max(o.ids.shape[0] for o in outs)
+                pad = getattr(bb.tokenizer, "pad_token_id", None) or 0
+                tids = torch.full((B, Lb), pad, dtype=torch.long, device=bb.device)
+                mask = torch.zeros(B, Lb, dtype=torch.long, device=bb.device)
+                rows = []
+                for b, o in enumerate(outs):
+                    n = o.ids.shape[0]
+                    tids[b, :n], mask[b, :n] = o.ids, 1
+                    rows.append(torch.nn.functional.pad(o.inputs_embeds, (0, 0, 0, Lb - n)))
+                emb = torch.stack(rows)
+                loss = t.objective.loss(emb, tids, mask)
+            parts.append(loss.to(device=self.device, dtype=torch.float32))
+        return torch.stack(parts, dim=1)
+
+    def loss_from_embeds(self, ids: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted loss and per-term losses of one primary sequence ``ids (L,)`` with embeddings ``x (L, d)``."""
+        P = self.losses_from_embeds(torch.as_tensor(ids, device=x.device)[None], x[None])[0]
         return (P * self.weights.to(P)).sum(), P.detach()
 
-    def gradient(self, ids) -> tuple[float, torch.Tensor, torch.Tensor]:
+    def gradients(self, seqs, positions=None, tokens=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Losses and one-hot gradients of several equal-length primary sequences in one batched pass.
+
+        Args:
+            seqs: ``(B, L)`` token ids (a tensor or a list of equal-length lists).
+            positions: the positions to return gradients for (default all ``L``).
+            tokens: the token ids to score at them (default the whole vocabulary).
+
+        Returns:
+            ``(loss (B,), parts (B, T), grad (B, len(positions), len(tokens)))``: ``grad[b, i, j]`` is the first-order
+            change of sequence ``b``'s weighted loss when position ``positions[i]`` moves towards token
+            ``tokens[j]`` (GCG's swap score), computed as ``∂L/∂x · E[tokens]ᵀ`` without a one-hot or ``V × d`` tensor.
+        """
+        ids = torch.as_tensor(seqs, device=self.primary.device)
+        if ids.dim() != 2:
+            raise ValueError(f"seqs must be (B, L) token ids of equal length, got shape {tuple(ids.shape)}")
+        x = self.primary.embed(ids).detach().requires_grad_()
+        with torch.enable_grad():
+            P = self.losses_from_embeds(ids, x)
+            total = P @ self.weights.to(P)
+            (g,) = torch.autograd.grad(total.sum(), x)
+        if positions is not None:
+            g = g[:, torch.as_tensor(positions, device=g.device)]
+        return total.detach(), P.detach(), self.primary.token_scores(g, tokens)
+
+    def gradient(self, ids, positions=None, tokens=None) -> tuple[float, torch.Tensor, torch.Tensor]:
         """Loss and its gradient with respect to the one-hot token matrix of ``ids``.
 
         Returns:
-            ``(loss, parts (T,), grad (L, V))``; ``grad[i, v]`` is the first-order change of the
-            loss when position ``i`` moves towards token ``v`` (the GCG swap score).
+            ``(loss, parts (T,), grad)``; ``grad (L, V)`` (or ``(len(positions), len(tokens))``): ``grad[i, v]`` is the
+            first-order change of the loss when position ``i`` moves towards token ``v`` (the GCG swap score).
         """
-        ids = torch.as_tensor(ids, device=self.primary.device).reshape(-1)
-        E = self.primary.embeddings.detach()
-        one_hot = torch.nn.functional.one_hot(ids, E.shape[0]).to(E.dtype).requires_grad_()
-        x = one_hot @ E
-        loss, parts = self.loss_from_embeds(ids, x)
-        (g,) = torch.autograd.grad(loss, one_hot)
-        return float(loss.detach()), parts, g
+        ids = torch.as_tensor(ids, device=self.primary.device).reshape(1, -1)
+        total, P, g = self.gradients(ids, positions, tokens)
+        return float(total[0]), P[0], g[0]
+
+
+def _cat(evals: list[Evaluation]) -> Evaluation:
+    match = None if evals[0].match is None else torch.cat([e.match for e in evals])
+    return Evaluation(torch.cat([e.total for e in evals]), torch.cat([e.parts for e in evals]), match)

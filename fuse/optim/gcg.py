@@ -4,48 +4,44 @@ from __future__ import annotations
 
 import torch
 
+from fuse.optim.config import GCGConfig
+from fuse.optim.probe import probe_score
 from fuse.optim.search import SwapSearch
 
 
 class GCG(SwapSearch):
     """Greedy coordinate gradient.
 
-    Each step, for every beam: the gradient of the chain's loss with respect to the one-hot tokens
-    (through the adapters for secondary models) ranks, per free position, the ``top_k`` tokens whose
-    swap lowers the loss most to first order; ``batch_size`` candidates, each one swap at a random
-    position to a random token among its top-k, are evaluated exactly; the best are kept.
+    Each step, the gradient of the chain's loss with respect to the one-hot tokens of each pool sequence (through
+    the adapters for secondary models; one batched pass for all of them, restricted to the free positions and the
+    allowed tokens) ranks, per free position, the ``top_k`` tokens whose swap lowers the loss most to first order.
+    ``batch_size`` candidates, each swapping ``n_replace`` random positions to random tokens among their top-k,
+    are scored exactly (dropping those whose text does not re-tokenize to the same ids) and the pool is updated
+    (:mod:`fuse.optim.search`). Options: :class:`~fuse.optim.config.GCGConfig`.
 
-    Args:
-        top_k: candidate tokens per position (published default 256).
+    Example:
+        >>> res = GCG(chain, n_tokens=20, budget=640, batch_size=64, seed=0).run()     # doctest: +SKIP
     """
 
     name = "gcg"
+    config_class = GCGConfig
 
-    def __init__(self, chain, *, top_k: int = 256, **kwargs):
-        super().__init__(chain, **kwargs)
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        self.top_k = top_k
+    def top_tokens(self, centers: list[list[int]]) -> torch.Tensor:
+        """``(C, n_free, top_k)`` allowed token ids with the most negative gradient at each free position (CPU)."""
+        _, _, g = self.chain.gradients([self.full_ids(c) for c in centers], positions=self.free_positions(),
+                                       tokens=self.allowed)
+        k = min(self.top_k, g.shape[-1])
+        return self.allowed_cpu[(-g).topk(k, dim=-1).indices.cpu()]
 
-    def top_tokens(self, free: list[int]) -> torch.Tensor:
-        """``(n_free, top_k)`` allowed tokens with the most negative gradient at each free position."""
-        ids = self.full_ids(free)
-        _, _, g = self.chain.gradient(ids)
-        g = g[self.free_slice][:, self.allowed]
-        k = min(self.top_k, g.shape[1])
-        return self.allowed[(-g).topk(k, dim=1).indices.cpu()]
+    def propose(self, centers, n):
+        top = self.top_tokens(centers)                                       # (C, n_free, k)
+        C, _, k = top.shape
+        pos = self.random_positions(C, n)                                   # (C, n, r)
+        pick = torch.randint(k, (C, n, self.n_replace), generator=self.gen)
+        tok = top.gather(1, pos.reshape(C, -1, 1).expand(-1, -1, k)).reshape(C, n, self.n_replace, k)
+        return pos, tok.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
 
-    def _run(self):
-        cache: dict[tuple, torch.Tensor] = {}
-
-        def proposals(_bi, free, n):
-            key = tuple(free)
-            if key not in cache:
-                cache.clear()
-                cache[key] = self.top_tokens(free)
-            top = cache[key]
-            pos = torch.randint(len(free), (n,), generator=self.gen)
-            pick = torch.randint(top.shape[1], (n,), generator=self.gen)
-            return pos, top[pos, pick]
-
-        return self._swap_search(proposals)
+    def score_candidates(self, cands):
+        if self.probe is None:
+            return self.score(cands)
+        return probe_score(self, cands)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import torch
 
+from fuse.optim.config import RandomSearchConfig
 from fuse.optim.search import SwapSearch
 
 
 class RandomSearch(SwapSearch):
-    """Each step: ``batch_size`` single-token swaps at random positions with random allowed tokens."""
+    """Each step: ``batch_size`` candidates, each with ``n_replace`` random positions set to random allowed tokens."""
 
     name = "random"
+    config_class = RandomSearchConfig
 
-    def _run(self):
-        def proposals(_bi, free, n):
-            pos = torch.randint(len(free), (n,), generator=self.gen)
-            tok = self.allowed[torch.randint(len(self.allowed), (n,), generator=self.gen)]
-            return pos, tok
-
-        return self._swap_search(proposals)
+    def propose(self, centers, n):
+        C = len(centers)
+        pos = self.random_positions(C, n)
+        tok = self.allowed_cpu[torch.randint(len(self.allowed_cpu), (C, n, self.n_replace), generator=self.gen)]
+        return pos, tok

@@ -1,8 +1,11 @@
-"""Greedy and beam search over token swaps, shared by the swap-based optimizers (GCG, random search).
+"""Search over token swaps, shared by the swap-based optimizers (GCG, random search).
 
-Each step proposes swaps around every beam (``proposals(beam_index, free, n) -> (positions, tokens)``),
-scores the new candidates exactly, and keeps the ``beam_width`` best of beams and candidates together;
-``beam_width == 1`` is greedy search.
+The search keeps a pool of sequences: one (``search="greedy"``), ``beam_width`` (``search="beam"``: candidates are
+proposed around every pool member) or an attack buffer of ``buffer_size`` (candidates around its best member, as
+in nanoGCG). Each step a subclass proposes ``batch_size`` candidates (:meth:`SwapSearch.propose`), each differing
+from its pool member in ``n_replace`` positions; they are scored exactly and the pool is updated: with
+``accept="improve"`` it keeps the best of pool and candidates (monotone), with ``accept="always"`` it becomes the
+step's best candidates (nanoGCG without a buffer). The result is always the best sequence ever scored.
 """
 
 from __future__ import annotations
@@ -13,37 +16,68 @@ from fuse.optim.base import Optimizer
 
 
 class SwapSearch(Optimizer):
-    """An optimizer whose step is: propose token swaps around each beam, keep the best (greedy or beam)."""
+    """An optimizer whose step is: propose token swaps around the pool, score them exactly, update the pool."""
 
-    def _swap_candidates(self, beams: list[list[int]], proposals) -> list[list[int]]:
-        """``proposals(beam_index, free) -> (positions (n,), tokens (n,))`` → candidate lists (deduplicated)."""
-        cands, seen = [], set(tuple(b) for b in beams)
-        per = max(1, self.batch_size // len(beams))
-        for bi, free in enumerate(beams):
-            pos, tok = proposals(bi, free, per)
-            for p, t in zip(pos.tolist(), tok.tolist()):
-                c = list(free)
-                c[p] = t
-                if tuple(c) not in seen:
-                    seen.add(tuple(c))
-                    cands.append(c)
-        return cands
+    n_replace = 1
+    buffer_size = 0
+    accept = "improve"
 
-    def _swap_search(self, proposals) -> str | None:
-        """Shared loop of GCG and random search: propose swaps around each beam, keep the best."""
-        beams = [self.initial_free() for _ in range(self.beam_width)]
-        losses = self.score(beams)
+    @property
+    def pool_size(self) -> int:
+        return self.buffer_size or self.beam_width
+
+    def centers(self, pool: list[list[int]]) -> list[list[int]]:
+        """The pool members candidates are proposed around: all beams, or the best one (greedy, buffer)."""
+        return pool if self.search == "beam" else pool[:1]
+
+    def propose(self, centers: list[list[int]], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(positions, tokens)`` of ``n`` candidates around each center: ``(C, n, n_replace)`` each (long, CPU)."""
+        raise NotImplementedError
+
+    def candidates(self, centers: list[list[int]]) -> list[list[int]]:
+        """Apply the proposed swaps: ``batch_size`` candidates split over the centers (duplicates kept once)."""
+        per = max(1, self.batch_size // len(centers))
+        pos, tok = self.propose(centers, per)
+        base = torch.tensor(centers, dtype=torch.long).unsqueeze(1).expand(-1, per, -1).clone()  # (C, n, n_tokens)
+        base.scatter_(2, pos, tok)
+        out, seen = [], {tuple(c) for c in centers}
+        for cand in base.reshape(-1, base.shape[-1]).tolist():
+            key = tuple(cand)
+            if key not in seen:
+                seen.add(key)
+                out.append(cand)
+        return out
+
+    def random_positions(self, c: int, n: int) -> torch.Tensor:
+        """``(c, n, n_replace)`` distinct random free positions per candidate."""
+        return torch.rand(c, n, self.n_tokens, generator=self.gen).argsort(-1)[..., : self.n_replace]
+
+    def score_candidates(self, cands: list[list[int]]) -> torch.Tensor:
+        """Exact losses of a step's candidates (probe sampling overrides this)."""
+        return self.score(cands)
+
+    def _run(self) -> str | None:
+        pool = [self.initial_free()]
+        losses = self.score(pool)
         step = 0
         while True:
             step += 1
-            cands = self._swap_candidates(beams, proposals)
+            cands = self.candidates(self.centers(pool))
             if not cands:
                 return "done"
-            c_loss = self.score(cands)
-            pool = beams + cands
-            pool_loss = torch.cat([losses, c_loss])
-            order = torch.argsort(pool_loss)[: self.beam_width]
-            beams, losses = [pool[i] for i in order.tolist()], pool_loss[order]
+            c_loss = self.score_candidates(cands)
+            if self.accept == "always":
+                finite = torch.isfinite(c_loss)
+                if bool(finite.any()):
+                    order = torch.argsort(c_loss)[: self.pool_size]
+                    order = order[torch.isfinite(c_loss[order])]
+                    pool, losses = [cands[i] for i in order.tolist()], c_loss[order]
+            else:
+                all_pool = pool + cands
+                all_loss = torch.cat([losses, c_loss])
+                order = torch.argsort(all_loss, stable=True)[: self.pool_size]
+                order = order[torch.isfinite(all_loss[order])] if bool(torch.isfinite(all_loss[order]).any()) else order
+                pool, losses = [all_pool[i] for i in order.tolist()], all_loss[order]
             self._record(step)
             why = self._stop()
             if why:

@@ -128,9 +128,25 @@ def test_bridge_bad_input(models64):
     with pytest.raises(ValueError, match="not the target model"):
         Bridge(a, other, ad)
     bridge = Bridge(a, b, ad)
-    with pytest.raises(ValueError, match="adapter torch.float64"):
-        bridge(ids, a.embed(ids).float())
     with pytest.raises(ValueError, match="expected"):
         bridge(ids, torch.zeros(3, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="empty or only whitespace"):
         bridge(torch.tensor(a.tokenizer("")["input_ids"]))
+
+
+def test_bridge_casts_at_its_boundary(models64):
+    """A source in another dtype than the adapter: the target gets its own dtype, the source a gradient in its own
+    dtype, equal to the float64 one up to float32 rounding."""
+    TOL = 1e-5
+    a, b, ad, ids = models64
+    bridge = Bridge(a, b, ad)
+    W = torch.randn(len(bridge.plan(ids).target.ids), b.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for dt in (torch.float64, torch.float32):
+        x = a.embed(ids).to(dt).requires_grad_()
+        out = bridge(ids, x)
+        assert out.inputs_embeds.dtype == b.dtype and out.inputs_embeds.device == b.device
+        (out.inputs_embeds * W).sum().backward()
+        assert x.grad.dtype == dt
+        grads.append(x.grad.double())
+    assert torch.allclose(grads[0], grads[1], atol=TOL * grads[0].abs().max(), rtol=TOL)

@@ -46,8 +46,17 @@ class Backbone:
         return float(scale.item() if torch.is_tensor(scale) else scale)
 
     @property
+    def embedding_weight(self) -> torch.Tensor:
+        """The raw embedding table ``(V, d)`` (without :attr:`embed_scale`), in the model's dtype and device."""
+        return self.embedding_module.weight
+
+    @property
     def embeddings(self) -> torch.Tensor:
-        """The input-embedding matrix ``(V, d)`` exactly as ``inputs_embeds`` expects it (scale included)."""
+        """The input-embedding matrix ``(V, d)`` exactly as ``inputs_embeds`` expects it (scale included).
+
+        Where the model scales its embeddings (Gemma: √d) this builds a new ``V × d`` tensor on every access:
+        hot loops use :meth:`embed` (a lookup) and :meth:`token_scores` instead.
+        """
         weight = self.embedding_module.weight
         scale = self.embed_scale
         return weight * scale if scale != 1.0 else weight
@@ -74,9 +83,25 @@ class Backbone:
         return vocab_hash(self.tokenizer)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """Embeddings of token ids, ``(..., d)``, as ``inputs_embeds`` expects them."""
+        """Embeddings of token ids, ``(..., d)``, as ``inputs_embeds`` expects them (a lookup, then the scale)."""
         ids = torch.as_tensor(ids, device=self.device)
-        return torch.nn.functional.embedding(ids, self.embeddings)
+        x = torch.nn.functional.embedding(ids, self.embedding_weight)
+        scale = self.embed_scale
+        return x * scale if scale != 1.0 else x
+
+    def token_scores(self, grad: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """First-order loss change of moving each position to each token: ``grad @ E[tokens]ᵀ``.
+
+        ``grad (..., d)`` is the loss gradient with respect to ``inputs_embeds`` rows; the result
+        ``(..., n_tokens)`` (all ``V`` tokens when ``tokens`` is None) equals the gradient with respect to the
+        one-hot token rows (GCG's swap scores), computed without a ``V × d`` temporary. Float32.
+        """
+        W = self.embedding_weight
+        g = grad.to(device=W.device, dtype=W.dtype) * self.embed_scale
+        scores = g @ W.T
+        if tokens is not None:
+            scores = scores.index_select(-1, torch.as_tensor(tokens, device=scores.device))
+        return scores.float()
 
     def encode(self, text: str | list[str], **kwargs):
         """Tokenize like the model does in use (special tokens added)."""

@@ -13,7 +13,10 @@ vocabulary otherwise. The loss *value* is unchanged; only its gradient gains the
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +25,129 @@ from fuse.models.backbones.base import Backbone
 
 logger = logging.getLogger(__name__)
 
+#: token positions one extra forward is worth when cutting a batch into prefix-sharing chunks (small matrix
+#: products run below peak, and each forward launches its kernels): measured on 2 CPU cores; a guess for CUDA
+CHUNK_OVERHEAD = {"cpu": 32, "cuda": 512}
+#: rows of logits turned into float32 log-probabilities at once (bounds the ``rows × V`` float32 temporary)
+CE_CHUNK_ROWS = 4096
+
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:
     """float16/bfloat16 → float32 for the loss; float32/float64 kept."""
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+@dataclass
+class TokenScores:
+    """Exact scores of the tokens ``ids[:, 1:]`` of a batch (``(B, L-1)`` each; zero where not asked for).
+
+    Attributes:
+        nll: ``−log p(ids[:, j+1] | ids[:, :j+1])`` in float32.
+        logit: the raw logit of that token (what mellowmax-style losses use), float32.
+        argmax: whether that token is the model's most likely next token (exact-match checks).
+    """
+
+    nll: torch.Tensor
+    logit: torch.Tensor
+    argmax: torch.Tensor
+
+
+def chunked_token_scores(logits: torch.Tensor, target: torch.Tensor, chunk_rows: int = CE_CHUNK_ROWS):
+    """``(nll, logit, argmax)`` of ``target (N,)`` under ``logits (N, V)``, upcasting ``chunk_rows`` rows at a time."""
+    nll, logit, top = [], [], []
+    for i in range(0, logits.shape[0], chunk_rows):
+        z = _upcast(logits[i : i + chunk_rows])
+        t = target[i : i + chunk_rows].unsqueeze(-1)
+        zt = z.gather(-1, t).squeeze(-1)
+        nll.append(torch.logsumexp(z, -1) - zt)
+        logit.append(zt)
+        top.append(zt >= z.max(-1).values)
+    cat = (lambda xs: torch.cat(xs)) if nll else (lambda xs: logits.new_zeros(0))
+    return cat(nll), cat(logit), (torch.cat(top) if top else torch.zeros(0, dtype=torch.bool, device=logits.device))
+
+
+def _lcp(a: list[int], b: list[int], n: int) -> int:
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def plan_chunks(rows: list[list[int]], lengths: list[int], max_rows: int, overhead: int | None = 16):
+    """Cut a batch into chunks that share long token prefixes: ``[(row indices, shared prefix length), ...]``.
+
+    Rows are sorted so that rows sharing a prefix are adjacent; chunk boundaries are chosen by dynamic programming
+    to minimize the token positions a forward must run — every row's remainder after its chunk's shared prefix, the
+    part of that prefix not already cached by the previous chunk — plus ``overhead`` positions per forward (kernel
+    launches: larger on a GPU). ``overhead=None``
+    keeps the input order in chunks of ``max_rows`` with no prefix sharing.
+    """
+    B = len(rows)
+    if overhead is None:
+        return [(list(range(i, min(i + max_rows, B))), 0) for i in range(0, B, max_rows)]
+    order = sorted(range(B), key=lambda i: rows[i][: lengths[i]])
+    lcp = [_lcp(rows[order[i]], rows[order[i + 1]], min(lengths[order[i]], lengths[order[i + 1]]))
+           for i in range(B - 1)]
+    best = [0.0] + [float("inf")] * B
+    cut = [0] * (B + 1)
+    for j in range(1, B + 1):
+        P, longest = None, 0
+        for i in range(j - 1, max(-1, j - 1 - max_rows), -1):  # chunk order[i:j]
+            longest = max(longest, lengths[order[i]])
+            P = lengths[order[i]] if P is None else min(P, lcp[i])
+            P = min(P, lengths[order[i]])
+            ext = P - min(P, lcp[i - 1]) if i > 0 else P  # the prefix cache is extended from the previous chunk's
+            cost = best[i] + ext + (j - i) * (longest - P) + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    chunks, j = [], B
+    while j > 0:
+        i = cut[j]
+        members = order[i:j]
+        P = min([lengths[m] for m in members] + lcp[i : j - 1])
+        chunks.append((members, P))
+        j = i
+    return chunks[::-1]
+
+
+class _PrefixCache:
+    """The KV cache of the last prefix run, extended or cut back for the next one (chunks come in sorted order,
+    so consecutive prefixes share most of their tokens), with the logits of the positions asked for."""
+
+    def __init__(self, backbone, kw: str):
+        self.backbone, self.kw, self.broken = backbone, kw, False
+        self.seq: list[int] = []
+        self.cache = None
+        self.logits: dict[int, torch.Tensor] = {}
+
+    def get(self, prefix: list[int], want: list[int]):
+        """A fresh copy of the KV cache of ``prefix`` (batch 1) and the logits ``(1, len(want), V)`` at ``want``."""
+        import copy
+
+        keep = _lcp(self.seq, prefix, min(len(self.seq), len(prefix))) if self.cache is not None else 0
+        missing = [j for j in want if j < keep and j not in self.logits]
+        if missing:
+            keep = min(missing)  # recompute from the first position whose logits were not kept
+        if keep == 0:
+            self.cache, self.logits = None, {}
+        else:
+            if keep < len(self.seq):
+                self.cache.crop(keep - len(self.seq))
+            self.logits = {j: v for j, v in self.logits.items() if j < keep}
+        if keep < len(prefix):
+            new = [j for j in range(keep, len(prefix))]
+            ask = torch.tensor([j - keep for j in new if j in set(want)], dtype=torch.long,
+                               device=self.backbone.device)
+            model_kw = {self.kw: self.cache} if self.cache is not None else {}
+            out = self.backbone.model(input_ids=torch.tensor([prefix[keep:]], device=self.backbone.device),
+                                      use_cache=True, logits_to_keep=ask if ask.numel() else 1, **model_kw)
+            cache = out.get("cache", None)
+            self.cache = cache if cache is not None else out.get("past_key_values", None)
+            for i, j in enumerate(ask.tolist()):
+                self.logits[j + keep] = out.logits[:, i]
+        self.seq = list(prefix)
+        logits = torch.stack([self.logits[j] for j in want], 1) if want else None
+        return copy.deepcopy(self.cache), logits
 
 
 class CausalLMBackbone(Backbone):
@@ -37,7 +159,23 @@ class CausalLMBackbone(Backbone):
 
     def logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits ``(B, L, V)`` for ``inputs_embeds (B, L, d)``."""
-        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+        if getattr(self, "_record_at", None) is not None:
+            self.recorded = out[:, self._record_at].detach()
+        return out
+
+    @contextlib.contextmanager
+    def recording_logits(self, position: int):
+        """Within the block, every :meth:`logits` call keeps ``logits[:, position]`` (detached) in ``self.recorded``.
+
+        Lets an optimizer reuse the next-token logits of a forward it runs anyway (AutoDAN ranks the new token by
+        the LM logits of the same forward that gives the gradient) instead of running a second one.
+        """
+        self._record_at, self.recorded = int(position), None
+        try:
+            yield self
+        finally:
+            self._record_at = None
 
     def _logits_and_head_input(self, inputs_embeds, attention_mask):
         """Logits and the hidden states the output head multiplied (captured by a forward hook)."""
@@ -101,6 +239,90 @@ class CausalLMBackbone(Backbone):
         if attention_mask is not None:
             nll = nll * attention_mask[:, 1:].to(nll.dtype)
         return nll
+
+    # -- exact scoring from token ids (no gradient): shared-prefix KV cache, logits only where asked -------------
+    @property
+    def _forward_params(self) -> set:
+        if getattr(self, "_params", None) is None:
+            self._params = set(inspect.signature(self.model.forward).parameters)
+        return self._params
+
+    @torch.no_grad()
+    def score_tokens(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     need: torch.Tensor | None = None, *, batch_size: int = 64) -> TokenScores:
+        """Exact scores of ``ids[:, 1:]`` (:class:`TokenScores`), computed only where ``need (B, L-1)`` is True.
+
+        Equal to :meth:`token_nll` on the same ids (the model embeds them itself), but fast for the batches an
+        optimizer scores, whose rows mostly share long prefixes (a fixed prompt prefix, a chat template, and the
+        tokens before each candidate's swap): rows are sorted, cut into chunks of at most ``batch_size`` rows that
+        minimize the positions to run (:func:`plan_chunks`), each chunk's shared prefix is run once and its KV cache
+        reused by every row, and the output head is applied only at the positions in ``need``
+        (``logits_to_keep``), so no ``(B, L, V)`` tensor is built. Models whose ``forward`` lacks a cache or
+        ``logits_to_keep`` argument take a plain full forward.
+        """
+        ids = torch.as_tensor(ids, device=self.device)
+        B, L = ids.shape
+        mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(ids.device)
+        need = (mask[:, 1:] == 1) if need is None else need.to(ids.device).bool() & (mask[:, 1:] == 1)
+        dt = torch.promote_types(torch.float32, self.dtype)  # float32, or float64 for a float64 model
+        out = TokenScores(*(torch.zeros(B, L - 1, dtype=dt, device=ids.device) for _ in range(2)),
+                          torch.zeros(B, L - 1, dtype=torch.bool, device=ids.device))
+        if L < 2 or not bool(need.any()):
+            return out
+        params = self._forward_params
+        cache_kw = "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+        cached = bool(cache_kw and "logits_to_keep" in params)
+        rows = (ids * mask).tolist()
+        lengths = mask.sum(1).tolist()
+        overhead = CHUNK_OVERHEAD.get(ids.device.type, CHUNK_OVERHEAD["cpu"])
+        prefixes = _PrefixCache(self, cache_kw) if cached else None
+        for chunk, P in plan_chunks(rows, lengths, max(1, int(batch_size)), overhead if cached else None):
+            r = torch.tensor(chunk, device=ids.device)
+            Lc = max(lengths[i] for i in chunk)
+            self._score_chunk(ids[r, :Lc], mask[r, :Lc], need[r, : Lc - 1], min(P, Lc - 1) if cached else 0,
+                              prefixes, out, r)
+        return out
+
+    def _score_chunk(self, ids, mask, need, P, prefixes: "_PrefixCache | None", out: TokenScores, rows) -> None:
+        b, L = ids.shape
+        cols = need.any(0).nonzero().squeeze(-1)  # logit positions j (predicting token j+1) asked for by some row
+        if not cols.numel():
+            return
+        if P >= 2 and prefixes is not None and not prefixes.broken:
+            try:
+                in_prefix = cols[cols < P]
+                cache, pre_logits = prefixes.get(ids[0, :P].tolist(), in_prefix.tolist())
+                cache.batch_repeat_interleave(b)
+                keep = cols[cols >= P] - P  # suffix positions; position P-1 is the prefix's last: its logits come from the prefix
+                full_mask = torch.cat([torch.ones(b, P, dtype=mask.dtype, device=mask.device), mask[:, P:]], 1)
+                suf = self.model(input_ids=ids[:, P:], attention_mask=full_mask, use_cache=True,
+                                 **{prefixes.kw: cache}, logits_to_keep=keep if keep.numel() else 1).logits
+                pos = torch.cat([in_prefix, keep + P])
+                logits = suf[:, : keep.numel()]
+                if in_prefix.numel():
+                    logits = torch.cat([pre_logits.expand(b, -1, -1), logits], 1)
+                self._fill(logits, pos, ids, need, out, rows)
+                return
+            except (AttributeError, TypeError, RuntimeError, ValueError) as e:  # a model/cache without these APIs
+                prefixes.broken = True
+                logger.debug("%s: shared-prefix scoring unavailable (%s); full forwards", self.name, e)
+        kw = {"logits_to_keep": cols} if "logits_to_keep" in self._forward_params else {}
+        logits = self.model(input_ids=ids, attention_mask=mask, **kw).logits
+        if not kw:
+            logits = logits[:, cols]
+        self._fill(logits, cols, ids, need, out, rows)
+
+    @staticmethod
+    def _fill(logits, pos, ids, need, out: TokenScores, rows: torch.Tensor) -> None:
+        b, n, V = logits.shape
+        target = ids[:, pos + 1]
+        nll, logit, top = chunked_token_scores(logits.reshape(b * n, V), target.reshape(-1))
+        keep = need[:, pos]
+        r, c = rows[:, None], pos[None, :]
+        for field, val in (("nll", nll), ("logit", logit), ("argmax", top)):
+            dest = getattr(out, field)
+            dest[r, c] = torch.where(keep, val.reshape(b, n).to(dest.dtype), torch.zeros((), dtype=dest.dtype,
+                                                                                         device=dest.device))
 
     def nll(self, inputs_embeds: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Mean NLL per sequence ``(B,)`` (nats per predicted token)."""

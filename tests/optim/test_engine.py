@@ -1,0 +1,299 @@
+"""The optimization engine: fast exact scoring against the slow path, batched gradients against one-hot autograd,
+the token round trip, reproducibility, candidate semantics, precision and the peer's options."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fuse
+from fuse.models.backbones.causal_lm import plan_chunks
+from fuse.models.batching import encode_batch
+from fuse.objectives import Continuation, Fluency, Similarity
+from fuse.optim import GCG, PEZ, AutoDAN, AutoDANConfig, GCGConfig, ProbeConfig, RandomSearch, optimize
+from fuse.optim.chain import Chain
+from fuse.optim.probe import spearman
+from tiny import WORDS, bpe_tokenizer, tiny_causal_lm, tiny_encoder, wordpiece_tokenizer
+
+TOL64 = 1e-10
+TEXTS = ["the quick brown fox jumps over", "the quick brown cat sat on the mat", "the quick lazy dog",
+         "the quick brown fox naps", "a small boat on a calm blue lake"]
+
+
+@pytest.fixture(scope="module")
+def lm64():
+    return tiny_causal_lm(bpe_tokenizer(), d=16, dtype=torch.float64, name="lm64")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    a = tiny_causal_lm(bpe_tokenizer(), d=16, name="lm")
+    b = tiny_encoder(wordpiece_tokenizer(), d=12, name="enc")
+    ad = fuse.TensorAdapter.fit(a, b, words=WORDS, k=4, lam=1e-2)
+    return a, b, ad
+
+
+# -- exact scoring ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [1, 2, 64])
+def test_score_tokens_equals_the_plain_forward(lm64, batch_size):
+    ids, mask = encode_batch(lm64.tokenizer, TEXTS)
+    ref = lm64.token_nll(lm64.embed(ids), ids, mask)
+    need = torch.rand(ref.shape, generator=torch.Generator().manual_seed(0)) < 0.6
+    s = lm64.score_tokens(ids, mask, need, batch_size=batch_size)
+    assert torch.allclose(s.nll, torch.where(need & (mask[:, 1:] == 1), ref, torch.zeros_like(ref)), atol=TOL64)
+    logits = lm64.logits(lm64.embed(ids), mask)[:, :-1]
+    top = logits.argmax(-1) == ids[:, 1:]
+    assert torch.equal(s.argmax, top & need & (mask[:, 1:] == 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=7), min_size=1, max_size=12), st.integers(1, 5),
+       st.integers(0, 40))
+def test_plan_chunks_covers_every_row_once_within_shared_prefixes(rows, max_rows, overhead):
+    lengths = [len(r) for r in rows]
+    L = max(lengths)
+    padded = [r + [0] * (L - len(r)) for r in rows]
+    chunks = plan_chunks(padded, lengths, max_rows, overhead)
+    members = sorted(i for c, _ in chunks for i in c)
+    assert members == list(range(len(rows)))
+    for c, P in chunks:
+        assert 1 <= len(c) <= max_rows
+        assert all(P <= lengths[i] and rows[i][:P] == rows[c[0]][:P] for i in c)
+
+
+@pytest.mark.parametrize("make", [lambda m: Fluency(m), lambda m: Fluency(m, reduction="sum"),
+                                  lambda m: Continuation(m, "over the lazy dog"),
+                                  lambda m: Continuation(m, "over the lazy dog", loss="mellowmax", mellowmax_alpha=2.0)])
+def test_exact_path_equals_the_differentiable_loss(lm64, make):
+    obj = make(lm64)
+    ids, mask = encode_batch(lm64.tokenizer, TEXTS)
+    fast, _ = obj.score_ids(ids, mask, batch_size=2)
+    assert torch.allclose(fast.double(), obj.loss(lm64.embed(ids), ids, mask), atol=TOL64)
+
+
+def test_mellowmax_is_the_published_formula(lm64):
+    obj = Continuation(lm64, "over the lazy dog", loss="mellowmax", mellowmax_alpha=0.5)
+    ids, mask = encode_batch(lm64.tokenizer, TEXTS[:1])
+    full = torch.cat([ids, obj.cont_ids[None]], 1)
+    z = lm64.logits(lm64.embed(full))[0, ids.shape[1] - 1 : -1].gather(-1, obj.cont_ids[:, None]).squeeze(-1)
+    a, n = 0.5, obj.cont_ids.numel()
+    expect = (torch.log(torch.exp(-a * z).sum()) - torch.log(torch.tensor(float(n), dtype=z.dtype))) / a
+    assert torch.allclose(obj.score_ids(ids, mask)[0].double(), expect, atol=TOL64)
+
+
+def test_evaluate_ids_equals_evaluate_texts(pair):
+    a, b, ad = pair
+    chain = Chain(a, [(Fluency(a), 0.5), (Similarity(b, "a calm lake"), 1.0)], adapters={b.name: ad})
+    enc = a.tokenizer(TEXTS)["input_ids"]
+    by_ids = chain.evaluate_ids(enc)
+    by_text = chain.evaluate(TEXTS)
+    assert torch.allclose(by_ids.total, by_text.total, atol=1e-5) and torch.allclose(by_ids.parts, by_text.parts, atol=1e-5)
+    assert by_ids.total.dtype == torch.float32 and by_ids.total.device == a.device
+
+
+# -- gradients ---------------------------------------------------------------------------------------------------
+def _one_hot_gradient(chain, ids):
+    """The reference: the gradient with respect to a one-hot matrix times the embedding matrix (V × d)."""
+    E = chain.primary.embeddings.detach()
+    one_hot = torch.nn.functional.one_hot(torch.tensor(ids), E.shape[0]).to(E.dtype).requires_grad_()
+    loss, _ = chain.loss_from_embeds(torch.tensor(ids), one_hot @ E)
+    (g,) = torch.autograd.grad(loss, one_hot)
+    return g
+
+
+def test_batched_gradients_equal_one_hot_autograd(lm64):
+    chain = Chain(lm64, [(Fluency(lm64), 1.0), (Continuation(lm64, "over the lazy dog"), 2.0)])
+    seqs = [lm64.tokenizer(t)["input_ids"][:5] for t in TEXTS]
+    tokens = torch.tensor([3, 17, 40, 99])
+    _, _, g = chain.gradients(seqs, positions=[1, 3], tokens=tokens)
+    for b, s in enumerate(seqs):
+        ref = _one_hot_gradient(chain, s)[[1, 3]][:, tokens]
+        assert torch.allclose(g[b].double(), ref, atol=1e-6 * ref.abs().max())
+
+
+# -- the optimizers ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def task():
+    lm = tiny_causal_lm(bpe_tokenizer(), d=16, name="task-lm")
+    return lm, Chain(lm, [(Continuation(lm, "the lazy dog"), 1.0)])
+
+
+def test_every_scored_candidate_round_trips(task):
+    lm, chain = task
+    seen = []
+    real = chain.evaluate_ids
+
+    class Spy:
+        def __getattr__(self, k):
+            return getattr(chain, k)
+
+        def evaluate_ids(self, seqs, **kw):
+            seen.extend(seqs)
+            return real(seqs, **kw)
+
+    res = GCG(Spy(), n_tokens=6, prefix="the quick", budget=128, batch_size=32, seed=1).run()
+    assert seen, "nothing was scored"
+    for s in seen:
+        assert lm.tokenizer(chain.decode(s))["input_ids"] == s
+    assert lm.tokenizer(res.best_text)["input_ids"] == res.best_ids
+    assert res.best_ids[len(res.best_ids) - len(res.best_free_ids):] == res.best_free_ids
+    assert all("best_text" in h for h in res.history)
+
+
+@pytest.mark.parametrize("cls", [GCG, RandomSearch, AutoDAN, PEZ])
+def test_run_twice_gives_the_same_result(task, cls):
+    _, chain = task
+    opt = cls(chain, n_tokens=4, prefix="the quick", budget=48, batch_size=16, seed=3)
+    a, b = opt.run(), opt.run()
+    assert (a.best_ids, a.best_loss, a.evaluations) == (b.best_ids, b.best_loss, b.evaluations)
+
+
+def test_gcg_improves_on_its_real_starting_point(task):
+    lm, chain = task
+    cfg = GCGConfig(n_tokens=6, prefix="the quick", budget=256, batch_size=32, seed=0, init_text="x x x x x x")
+    opt = GCG(chain, cfg)
+    start = chain.evaluate_ids([opt.full_ids(opt.initial_free())]).total.item()
+    res = optimize(chain, cfg)
+    assert res.history[0]["evaluations"] > 1 and res.best_loss < start - 0.05, (start, res.best_loss)
+
+
+def test_candidates_are_top_k_swaps_of_their_center(task):
+    lm, chain = task
+    for n_replace in (1, 2):
+        opt = GCG(chain, n_tokens=6, prefix="the quick", budget=64, batch_size=40, top_k=8, n_replace=n_replace, seed=2)
+        opt._reset()
+        center = opt.initial_free()
+        top = opt.top_tokens([center])[0]
+        cands = opt.candidates([center])
+        assert cands
+        for c in cands:
+            diff = [i for i, (x, y) in enumerate(zip(c, center)) if x != y]
+            assert 1 <= len(diff) <= n_replace
+            assert all(c[i] in top[i].tolist() for i in diff)
+
+
+def test_accept_always_moves_even_when_worse(task):
+    _, chain = task
+    res = GCG(chain, n_tokens=6, prefix="the quick", budget=160, batch_size=16, seed=0, accept="always").run()
+    best = [h["best_loss"] for h in res.history]
+    assert best == sorted(best, reverse=True)  # the result is still the best ever scored
+
+
+def test_cache_and_budget(task):
+    _, chain = task
+    res = RandomSearch(chain, n_tokens=2, prefix="the quick", budget=300, batch_size=64, seed=0).run()
+    assert res.evaluations <= 300
+    no_cache = RandomSearch(chain, n_tokens=2, prefix="the quick", budget=300, batch_size=64, seed=0, cache=False).run()
+    assert res.cache_hits > 0 and no_cache.cache_hits == 0
+
+
+def test_early_stop_on_an_exact_match():
+    lm = tiny_causal_lm(bpe_tokenizer(), d=16, name="greedy-lm")
+    prompt = lm.tokenizer("the quick brown")["input_ids"]
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(3):  # the model's own greedy continuation is matched by construction
+            ids.append(int(lm.logits(lm.embed(torch.tensor(ids))[None])[0, -1].argmax()))
+    target = lm.tokenizer.decode(ids[len(prompt):], clean_up_tokenization_spaces=False)
+    if lm.tokenizer(target, add_special_tokens=False)["input_ids"] != ids[len(prompt):]:
+        pytest.skip("the greedy continuation does not round-trip as a text")
+    chain = Chain(lm, [(Continuation(lm, target), 1.0)])
+    ev = chain.evaluate_ids([prompt])
+    assert bool(ev.match[0])
+    res = GCG(chain, n_tokens=2, prefix="the quick brown", budget=500, batch_size=16, seed=0, early_stop=True).run()
+    assert res.stopped in ("match", "budget")
+
+
+def test_probe_sampling_with_a_perfect_draft(task):
+    _, chain = task
+    cfg = GCGConfig(n_tokens=6, prefix="the quick", budget=200, batch_size=32, seed=0,
+                    probe=ProbeConfig(draft=chain, r=8, sampling_factor=16))
+    res = optimize(chain, cfg)
+    opt = GCG(chain, cfg)
+    opt.run()
+    assert res.draft_evaluations > 0 and opt.probe_history
+    for h in opt.probe_history:  # a draft that is the model itself agrees perfectly: only one more is scored
+        assert h["rho"] == pytest.approx(1.0) and h["filtered"] == 1
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20, generator=g), torch.randn(20, generator=g)
+    assert spearman(a, b) == pytest.approx(spearmanr(a.numpy(), b.numpy()).statistic, abs=1e-12)
+
+
+# -- precision and devices ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtypes", [(torch.bfloat16, torch.bfloat16), (torch.float16, torch.float16),
+                                    (torch.float32, torch.bfloat16)])
+def test_half_precision_chains_match_float32(pair, dtypes):
+    a32, b32, ad = pair
+    a = tiny_causal_lm(bpe_tokenizer(), d=16, name="lm", dtype=dtypes[0])
+    b = tiny_encoder(wordpiece_tokenizer(), d=12, name="enc", dtype=dtypes[1])
+    seq = a.tokenizer("the quick brown fox")["input_ids"]
+    results = []
+    for x, y in ((a32, b32), (a, b)):
+        chain = Chain(x, [(Fluency(x), 0.5), (Similarity(y, "a calm lake"), 1.0)], adapters={y.name: ad})
+        loss, parts, g = chain.gradient(seq, positions=[1, 2], tokens=torch.arange(50))
+        ev = chain.evaluate_ids([seq])
+        assert torch.isfinite(g).all() and torch.isfinite(ev.total).all() and ev.total.dtype == torch.float32
+        results.append((loss, g, ev.total[0].item()))
+    (l32, g32, e32), (lh, gh, eh) = results
+    assert abs(lh - l32) <= 0.05 * abs(l32) and abs(eh - e32) <= 0.05 * abs(e32)
+    cos = torch.nn.functional.cosine_similarity(g32.flatten(), gh.flatten(), dim=0)
+    assert cos > 0.95
+    chain = Chain(a, [(Fluency(a), 0.5), (Similarity(b, "a calm lake"), 1.0)], adapters={b.name: ad})
+    res = GCG(chain, n_tokens=3, prefix="the", budget=40, batch_size=16, seed=0).run()
+    assert res.evaluations > 0 and res.best_loss < float("inf")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 1, reason="needs a CUDA device")
+def test_a_chain_across_devices(pair):
+    a, _, ad = pair
+    b = tiny_encoder(wordpiece_tokenizer(), d=12, name="enc").model
+    enc = fuse.EncoderBackbone(b.to("cuda"), wordpiece_tokenizer(), "enc")
+    chain = Chain(a, [(Fluency(a), 0.5), (Similarity(enc, "a calm lake"), 1.0)], adapters={enc.name: ad})
+    seq = a.tokenizer("the quick brown fox")["input_ids"]
+    loss, _, g = chain.gradient(seq, positions=[1], tokens=torch.arange(10))
+    assert g.device == a.device and torch.isfinite(g).all()
+
+
+# -- configs -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad, match", [(dict(n_tokens=0), "n_tokens"), (dict(search="wide"), "search"),
+                                        (dict(top_k=0), "top_k"), (dict(n_replace=9, n_tokens=3), "n_replace"),
+                                        (dict(accept="maybe"), "accept"), (dict(buffer_size=-1), "buffer_size"),
+                                        (dict(budget=2.5), "budget")])
+def test_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        GCGConfig(**bad)
+
+
+def test_keyword_arguments_and_config_agree(task):
+    _, chain = task
+    cfg = AutoDANConfig(n_tokens=3, budget=30, batch_size=8, seed=5)
+    assert AutoDAN(chain, cfg).config == AutoDAN(chain, n_tokens=3, budget=30, batch_size=8, seed=5).config
+    assert dataclasses.replace(cfg, seed=6) == AutoDAN(chain, cfg, seed=6).config
+    with pytest.raises(ValueError, match="GCGConfig"):
+        GCG(chain, cfg)
+
+
+def test_cli_defaults_are_the_config_defaults():
+    import argparse
+
+    from fuse.cli import optimize as cli
+
+    p = argparse.ArgumentParser()
+    cli.register(p.add_subparsers())
+    args = p.parse_args(["optimize", "--primary", "x"])
+    cfg = cli.make_config(args)
+    default = GCGConfig()
+    for f in dataclasses.fields(GCGConfig):
+        if f.name != "progress":
+            assert getattr(cfg, f.name) == getattr(default, f.name), f.name
+    autodan = cli.make_config(p.parse_args(["optimize", "--primary", "x", "--optimizer", "autodan"]))
+    assert autodan.complete_only == AutoDANConfig().complete_only
