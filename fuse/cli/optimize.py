@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+
+from fuse.parallel.config import DEFAULT_PARALLEL, SHARDS
+
+# options that do not change a target's result (left out of the job id that guards resuming)
+_NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard")
 
 
 def _secondary(spec: str) -> tuple[str, float]:
@@ -33,8 +39,18 @@ def register(sub) -> None:
     p.add_argument("--any-length", action="store_true",
                    help="AutoDAN: return the best prompt of any length up to --n-tokens (default: exactly --n-tokens)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object (one per line, in input order, with --targets)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--micro-batch", type=int, default=DEFAULT_PARALLEL.micro_batch,
+                   help="candidates per forward and unit of the split across torchrun ranks: the result is the same "
+                        "for any number of processes; 0: one piece per rank at --batch-size (docs/scale-out.md)")
+    p.add_argument("--shard", choices=SHARDS, default=DEFAULT_PARALLEL.shard, help="how --targets are dealt to ranks")
+    p.add_argument("--targets", metavar="FILE", default=None,
+                   help="optimize one prompt per target: a text file (one target text per line) or JSONL "
+                        "({\"target_text\": ..., \"id\": ..., and any of prefix, seed, n_tokens, budget}); "
+                        "sharded across torchrun ranks")
+    p.add_argument("--output", metavar="FILE.jsonl", default=None,
+                   help="with --targets: append each finished target's record here; a rerun skips finished ones")
     p.set_defaults(func=run)
 
 
@@ -43,9 +59,19 @@ def run(args) -> int:
     from fuse.models.loading import load
     from fuse.objectives import Fluency
     from fuse.optim import make_optimizer
+    from fuse.parallel import DataParallelChain, JobLog, ParallelConfig, is_main, job_id, run_job, world_size
+    from fuse.parallel.targets import read_targets
 
     if args.target_text is not None and not args.target_text.strip():
         raise ValueError("--target-text is empty")
+    if args.targets is not None and args.target_text is not None:
+        raise ValueError("give either --target-text or --targets FILE, not both")
+    if args.output is not None and args.targets is None:
+        raise ValueError("--output FILE.jsonl goes with --targets FILE (one record per target)")
+    args.micro_batch = args.micro_batch or None
+    ParallelConfig(micro_batch=args.micro_batch, shard=args.shard)  # validates
+    targets = read_targets(args.targets) if args.targets is not None else None
+    log = JobLog(args.output, job=job_id({k: v for k, v in vars(args).items() if k not in _NOT_RESULT})) if args.output else None
     primary = load(args.primary)
     terms = []
     if args.primary_weight > 0:
@@ -57,17 +83,33 @@ def run(args) -> int:
         terms.append((load(name), weight))
     if not terms:
         raise ValueError("nothing to optimize: give --secondary MODEL:WEIGHT or a --primary-weight > 0")
-    chain = Chain(primary, terms, target_text=args.target_text)
-    kwargs = dict(n_tokens=args.n_tokens, prefix=args.prefix, budget=args.budget, batch_size=args.batch_size,
-                  search=args.search, beam_width=args.beam_width, seed=args.seed, progress=not args.no_progress)
-    if args.optimizer == "gcg":
-        kwargs["top_k"] = args.top_k
-    if args.optimizer == "autodan":
-        kwargs["complete_only"] = not args.any_length
-    res = make_optimizer(args.optimizer, chain, **kwargs).run()
-    out = {"best_text": res.best_text, "best_loss": res.best_loss, "losses": res.losses, "evaluations": res.evaluations,
-           "seconds": round(res.seconds, 3), "optimizer": res.optimizer, "search": res.search, "stopped": res.stopped,
-           "seed": args.seed}
+    adapters: dict = {}
+
+    def optimize(*, target_text, local: bool, progress: bool, **overrides) -> dict:
+        chain = Chain(primary, terms, target_text=target_text, adapters=adapters)
+        adapters.update(chain.adapters)
+        opts = dict(n_tokens=args.n_tokens, prefix=args.prefix, budget=args.budget, seed=args.seed, **overrides)
+        kwargs = dict(batch_size=args.batch_size, search=args.search, beam_width=args.beam_width, progress=progress, **opts)
+        if args.optimizer == "gcg":
+            kwargs["top_k"] = args.top_k
+        if args.optimizer == "autodan":
+            kwargs["complete_only"] = not args.any_length
+        dp = DataParallelChain(chain, micro_batch=args.micro_batch, local=local)
+        res = make_optimizer(args.optimizer, dp, **kwargs).run()
+        return {"best_text": res.best_text, "best_loss": res.best_loss, "losses": res.losses,
+                "evaluations": res.evaluations, "seconds": round(res.seconds, 3), "optimizer": res.optimizer,
+                "search": res.search, "stopped": res.stopped, "seed": opts["seed"], "world_size": world_size()}
+
+    if targets is not None:  # a dataset job: targets dealt to ranks, each optimized by one rank alone
+        rows = run_job(targets, lambda item: {"target_text": item["target_text"], **optimize(
+            local=True, progress=False, **item)}, log=log, how=args.shard, progress=not args.no_progress, desc="targets")
+        if rows is None:  # not rank 0
+            return 0
+        for r in rows:
+            print(json.dumps(r) if args.json else f"{r['key']}\t{r['best_text']!r}\t{r['best_loss']:.4f}")
+        return 0
+    out = optimize(target_text=args.target_text, local=False, progress=not args.no_progress and is_main())
+    res = argparse.Namespace(**out)
     if args.json:
         print(json.dumps(out))
     else:
