@@ -88,7 +88,7 @@ def run(args) -> int:
     def optimize(*, target_text, local: bool, progress: bool, **overrides) -> dict:
         chain = Chain(primary, terms, target_text=target_text, adapters=adapters)
         adapters.update(chain.adapters)
-        opts = dict(n_tokens=args.n_tokens, prefix=args.prefix, budget=args.budget, seed=args.seed, **overrides)
+        opts = {**dict(n_tokens=args.n_tokens, prefix=args.prefix, budget=args.budget, seed=args.seed), **overrides}
         kwargs = dict(batch_size=args.batch_size, search=args.search, beam_width=args.beam_width, progress=progress, **opts)
         if args.optimizer == "gcg":
             kwargs["top_k"] = args.top_k
