@@ -236,7 +236,7 @@ def _plot(figures: dict) -> None:
     ax.plot([1, 2], [c["model_run_step_s"][N] for N in (1, 2)], "s--", label=f"model, B = {c['B_run']:.0f}, measured t_eval")
     ax.plot([1, 2], [c["measured_step_s"][N] for N in (1, 2)], "k^", ms=9, label="measured (2 shared CPU cores)")
     ax.set_xlabel("processes N (one device each)")
-    ax.set_ylabel("seconds per GCG step (B = 64)")
+    ax.set_ylabel("seconds per GCG step")
     ax.set_xticks(Ns)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
