@@ -155,8 +155,16 @@ def run_job(items: Iterable[tuple[str, Any]], fn: Callable[[Any], dict], *, log:
         dup = next(k for k in keys if keys.count(k) > 1)
         raise ValueError(f"job key {dup!r} appears more than once; keys must be unique")
     n, r = world_size(), rank()
-    done = (log.records() if log is not None else {}) if is_main() else {}
-    done_keys = set(broadcast_json(sorted(done) if is_main() else None))
+    done, problem = {}, None
+    if is_main() and log is not None:
+        try:
+            done = log.records()
+        except ValueError as e:  # e.g. a log of other options: every rank must stop, not wait for rank 0
+            problem = str(e)
+    state = broadcast_json({"done": sorted(done), "problem": problem} if is_main() else None)
+    if state["problem"] is not None:
+        raise ValueError(state["problem"])
+    done_keys = set(state["done"])
     pending = [i for i, k in enumerate(keys) if k not in done_keys]
     mine = [pending[j] for j in shard(len(pending), r, n, how)]
     if done_keys:

@@ -1,6 +1,7 @@
 """A torchrun worker for the kill / fail / resume test: 12 items through run_job on a JobLog.
 
-FAIL_KEY: that item raises (a clean failure); KILL_KEY: the process dies on that item (os._exit).
+FAIL_KEY: that item raises (a clean failure); KILL_KEY: the process dies on that item (os._exit);
+JOB_ID: the job's id (another one than the log's is refused on every rank).
 Each finished computation is appended to <out>/calls-<rank>.txt; rank 0 prints the records."""
 
 import json
@@ -29,8 +30,8 @@ def main(out: Path) -> int:
     init_from_env()
     main_rank = is_main()
     try:
-        rows = run_job([(k, k) for k in KEYS], lambda k: work(k, out), log=JobLog(out / "results.jsonl"))
-    except JobError as e:
+        rows = run_job([(k, k) for k in KEYS], lambda k: work(k, out), log=JobLog(out / "results.jsonl", job=os.environ.get("JOB_ID", "job-1")))
+    except (JobError, ValueError) as e:
         if main_rank:
             print(f"JOB-ERROR: {e}", file=sys.stderr)
         return 3

@@ -116,3 +116,7 @@ def test_a_failed_then_killed_job_resumes_without_redoing_or_duplicating(tmp_pat
     printed = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
     assert [r["key"] for r in printed] == keys  # rank 0 printed every record once, in input order
     assert [r["value"] for r in printed] == [sum(map(ord, k)) / 7.0 for k in keys]
+    # 4. the same file with other options: refused on every rank (none waits for another), nothing run
+    other = torchrun([worker, str(tmp_path)], env={"JOB_ID": "job-2"})
+    assert other.returncode != 0 and "holds results of a job with other options" in other.stderr
+    assert finished_calls() == keys
