@@ -81,12 +81,18 @@ def default_backend() -> str:
     return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
 
 
-def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
+#: default seconds a collective waits for the other ranks: long, because at the end of a dataset job the
+#: ranks that finished wait for the slowest one (a rank that dies is caught by torchrun, not by this)
+DEFAULT_TIMEOUT_S = 24 * 3600.0
+
+
+def init_from_env(backend: str | None = None, timeout_s: float | None = None) -> bool:
     """Form the process group from torchrun's environment, once.
 
     Args:
         backend: a ``torch.distributed`` backend string; default :func:`default_backend`.
-        timeout_s: how long a collective waits for the other ranks before failing.
+        timeout_s: how long a collective waits for the other ranks before failing (default
+            ``FUSE_DIST_TIMEOUT`` from the environment, else 24 hours).
 
     Returns:
         True when a process group exists after the call (this call made it, or one existed),
@@ -101,6 +107,12 @@ def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> bool
     world = _env_int("WORLD_SIZE", 1)
     if world < 1:
         raise ValueError(f"WORLD_SIZE={world} must be >= 1")
+    if timeout_s is None:
+        raw = os.environ.get("FUSE_DIST_TIMEOUT", "")
+        try:
+            timeout_s = float(raw) if raw else DEFAULT_TIMEOUT_S
+        except ValueError:
+            raise ValueError(f"FUSE_DIST_TIMEOUT={raw!r} must be a number of seconds") from None
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     backend = backend or default_backend()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fuse.captioning import CaptionConfig, Captioner
 from fuse.captioning.scorers.image_text import ImageTextScorer

@@ -12,15 +12,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuse.core.adapter import TensorAdapter
-from fuse.objectives import Fluency, Similarity
-from fuse.optim.chain import Chain
 from fuse.parallel import (DataParallelChain, JobError, JobLog, ParallelConfig, all_gather_json, all_gather_rows,
                            broadcast_object, init_from_env, job_id, main_stdout, run_job, shard, shard_bounds, world_size)
 from fuse.parallel.collectives import _spec
 from fuse.parallel.files import expand_folders
 from fuse.parallel.targets import read_targets
-from tiny import WORDS, bpe_tokenizer, tiny_causal_lm, tiny_encoder, wordpiece_tokenizer
+from tiny import WORDS, tiny_chain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,10 +74,7 @@ def test_single_process_runtime_and_collectives_are_identities(capsys):
 
 @pytest.fixture(scope="module")
 def chain():
-    lm = tiny_causal_lm(bpe_tokenizer(), d=16)
-    enc = tiny_encoder(wordpiece_tokenizer(), d=12)
-    ad = TensorAdapter.fit(lm, enc, words=WORDS, k=4)
-    return Chain(lm, [(Fluency(lm), 1.0), (Similarity(enc, "a cat on a mat"), 2.0)], adapters={enc.name: ad})
+    return tiny_chain()
 
 
 TEXTS = [" ".join(WORDS[i : i + 1 + i % 6]) for i in range(13)]
