@@ -8,6 +8,8 @@ to the measured phases.
   computes the gradient and broadcasts it, each rank scores its share of the candidates in
   micro-batches of 8, the losses are all-gathered. The N = 1 run also times the plain chain
   (no wrapper, evaluation in one batch of 64): the peer users run today.
+* ``rounding``: the same 64 texts scored in one batch and in 2, 3, 4, 7 pieces: how many exact
+  losses change in their last bits (why the split is made in world-size-independent micro-batches).
 * ``caption``: ``fuse caption FOLDER --output results.jsonl`` on skimage photos as a sharded
   dataset job (each rank captions its own images), wall time of the whole command.
 
@@ -15,7 +17,8 @@ On this 2-core machine (shared with other jobs; the load average is recorded) ex
 little or no speed-up; the figures that carry over are the phase costs fitted into
 ``t_step(N) = t_grad + t_bcast + (B/N)·t_eval + t_gather``.
 
-Run: ``python -m benchmarks.scaling`` (about 10 minutes here) → ``results/scaling.{json,md,png}``.
+Run: ``python -m benchmarks.scaling`` (about 10 minutes here; ``--parts rounding`` alone, the
+other parts keep their saved figures) → ``results/scaling.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -130,8 +133,37 @@ def fit(one: list[dict], two: list[dict], B: int) -> dict:
                 model_step_s={N: model(N, B, t_eval) for N in (1, 2, 4, 8)})
 
 
+def rounding() -> dict:
+    """How often a text's exact loss changes in its last bits when scored in a batch of another shape:
+    64 texts in one batch against the same texts in 2, 3, 4 and 7 contiguous pieces (why the split
+    is made in micro-batches)."""
+    import random
+
+    import torch
+
+    torch.set_num_threads(1)
+    from fuse.core.wordlist import frequent_words
+    from fuse.models.loading import load
+    from fuse.objectives import Fluency, Similarity
+    from fuse.optim.chain import Chain
+
+    lm, enc = load(OPT["primary"]), load(OPT["secondary"])
+    chain = Chain(lm, [(Fluency(lm), OPT["weight_lm"]), (Similarity(enc, OPT["target"]), 1.0)])
+    rng, words = random.Random(OPT["seed"]), frequent_words(2000)
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 12))) for _ in range(64)]
+    full = chain.evaluate(texts, batch_size=64).total
+    out = {}
+    for pieces in (2, 3, 4, 7):
+        k = -(-len(texts) // pieces)
+        split = torch.cat([chain.evaluate(texts[i : i + k], batch_size=k).total for i in range(0, len(texts), k)])
+        out[pieces] = dict(differ=int((split != full).sum()), max_abs=float((split - full).abs().max()))
+    return out
+
+
 def measure(args) -> dict:
     figures: dict = {"load_average": os.getloadavg()}
+    if "rounding" in args.parts:
+        figures["rounding"] = rounding()
     if "optimize" in args.parts:
         one, wall1 = run_optimize(1, args.device)
         two, wall2 = run_optimize(2, args.device)
@@ -194,6 +226,12 @@ def render(figures: dict) -> str:
                "not a measurement:", "",
                markdown_table(["N", "model step (s)", "model speed-up vs N=1"],
                               [[N, c["model_step_s"][N], c["model_step_s"][1] / c["model_step_s"][N]] for N in (1, 2, 4, 8)])]
+    if "rounding" in figures:
+        r = {int(k): v for k, v in figures["rounding"].items()}
+        md += ["", "Batch-shape rounding (why candidates are split in micro-batches): the same 64 texts scored in one "
+               "batch and in N contiguous pieces:", "",
+               markdown_table(["pieces", "totals that differ (of 64)", "largest difference"],
+                              [[p, r[p]["differ"], r[p]["max_abs"]] for p in sorted(r)])]
     la = figures["load_average"]
     md += ["", f"Load average when the run started (1, 5, 15 min): {tuple(round(x, 1) for x in la)} on "
            f"{os.cpu_count()} CPUs shared with other jobs; torch threads 1 per process."]
@@ -205,7 +243,8 @@ def main() -> None:
     ap.add_argument("--worker", choices=["optimize"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default=None, help="cpu (default) or cuda: each rank loads the models on its own GPU")
-    ap.add_argument("--parts", nargs="+", choices=["optimize", "caption"], default=["optimize", "caption"])
+    ap.add_argument("--parts", nargs="+", choices=["optimize", "caption", "rounding"],
+                    default=["optimize", "caption", "rounding"], help="what to measure (parts not run keep their saved figures)")
     ap.add_argument("--render", action="store_true", help="re-render results/scaling.{md,png} from the JSON, no new runs")
     args = ap.parse_args()
     if args.worker == "optimize":
@@ -215,6 +254,13 @@ def main() -> None:
         figures, config = saved["figures"], saved["config"]
     else:
         figures, config = measure(args), dict(optimize=OPT, caption=CAP, device=args.device or "cpu")
+        saved = RESULTS / "scaling.json"
+        if saved.exists():  # parts not run this time keep their figures
+            old = json.loads(saved.read_text())["figures"]
+            keep = {k: v for k, v in old.items() if k in ("optimize", "caption", "rounding")}
+            if not {"optimize", "caption"} & set(args.parts):  # the load average belongs to the timed runs
+                figures.pop("load_average")
+            figures = {**keep, **{k: v for k, v in old.items() if k == "load_average"}, **figures}
     md = render(figures)
     write_results("scaling", config=config, seed=OPT["seed"], figures=figures, markdown=md, extra_packages=["scikit-image"])
     _plot(figures)
