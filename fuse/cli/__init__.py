@@ -47,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # a command without a data-parallel form: rank 0 runs it as one process
     created = args.command in DATA_PARALLEL and not runtime.initialized() and runtime.init_from_env()
     runtime.configure_logging(level)
+    ok = False
     try:
         with runtime.main_stdout():  # results print once, on rank 0
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+        ok = True
+        return code
     except (ValueError, RankFailed) as e:  # user errors and failed ranks or jobs: one clear line, no traceback
         if runtime.is_main() or not isinstance(e, RankFailed):  # RankFailed is raised alike on every rank
             where = "" if runtime.is_main() else f" (rank {runtime.rank()})"
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if created:
-            runtime.shutdown()
+            runtime.shutdown(sync=ok)
 
 
 if __name__ == "__main__":  # pragma: no cover

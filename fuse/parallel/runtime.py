@@ -123,9 +123,17 @@ def init_from_env(backend: str | None = None, timeout_s: float | None = None) ->
     return True
 
 
-def shutdown() -> None:
-    """Leave the process group (if any); safe to call more than once."""
+def shutdown(sync: bool = True) -> None:
+    """Leave the process group (if any); safe to call more than once.
+
+    Args:
+        sync: wait for every rank first (a barrier), so no rank tears its connections down while
+            another still reads the last collective's data (gloo aborts the reader then). Pass
+            ``False`` on an error path, where another rank may never arrive.
+    """
     if initialized():
+        if sync and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -30,7 +30,8 @@ def main(out: Path) -> int:
     init_from_env()
     main_rank = is_main()
     try:
-        rows = run_job([(k, k) for k in KEYS], lambda k: work(k, out), log=JobLog(out / "results.jsonl", job=os.environ.get("JOB_ID", "job-1")))
+        log = JobLog(out / "results.jsonl", job=os.environ.get("JOB_ID", "job-1"))
+        rows = run_job([(k, k) for k in KEYS], lambda k: work(k, out), log=log)
     except (JobError, ValueError) as e:
         if main_rank:
             print(f"JOB-ERROR: {e}", file=sys.stderr)
