@@ -131,3 +131,15 @@ class TinyNet(torch.nn.Module):
 
     def extract_features(self, x):
         return torch.relu(self.conv(x))
+
+
+def tiny_chain():
+    """A tiny LM (fluency, weight 1) and a tiny encoder (1 − cos to "a cat on a mat", weight 2) behind an adapter."""
+    from fuse.core.adapter import TensorAdapter
+    from fuse.objectives import Fluency, Similarity
+    from fuse.optim.chain import Chain
+
+    lm = tiny_causal_lm(bpe_tokenizer(), d=16)
+    enc = tiny_encoder(wordpiece_tokenizer(), d=12)
+    ad = TensorAdapter.fit(lm, enc, words=WORDS, k=4)
+    return Chain(lm, [(Fluency(lm), 1.0), (Similarity(enc, "a cat on a mat"), 2.0)], adapters={enc.name: ad})

@@ -7,6 +7,10 @@ import importlib
 import logging
 import sys
 
+# Commands that split their work across the ranks of a torchrun job (docs/scale-out.md); under
+# torchrun every other command runs on rank 0 alone while the other ranks exit at once.
+DATA_PARALLEL = {"optimize", "caption"}
+
 # One module per command group; each defines register(subparsers).
 COMMANDS = [
     "fuse.cli.models",
@@ -33,15 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fuse.parallel import runtime
+    from fuse.parallel.collectives import RankFailed
+
     parser = build_parser()
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if runtime.launched() and args.command not in DATA_PARALLEL and runtime.launch_rank() != 0:
+        return 0  # a command without a data-parallel form: rank 0 runs it as one process
+    created = args.command in DATA_PARALLEL and not runtime.initialized() and runtime.init_from_env()
+    runtime.configure_logging(level)
+    ok = False
     try:
-        return int(args.func(args) or 0)
-    except ValueError as e:  # user errors: one clear line, no traceback
-        print(f"fuse: error: {e}", file=sys.stderr)
+        with runtime.main_stdout():  # results print once, on rank 0
+            code = int(args.func(args) or 0)
+        ok = True
+        return code
+    except (ValueError, RankFailed) as e:  # user errors and failed ranks or jobs: one clear line, no traceback
+        if runtime.is_main() or not isinstance(e, RankFailed):  # RankFailed is raised alike on every rank
+            where = "" if runtime.is_main() else f" (rank {runtime.rank()})"
+            print(f"fuse: error{where}: {e}", file=sys.stderr)
         return 2
+    finally:
+        if created:
+            runtime.shutdown(sync=ok)
 
 
 if __name__ == "__main__":  # pragma: no cover

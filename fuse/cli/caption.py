@@ -6,10 +6,19 @@ import csv
 import json
 import sys
 
+from fuse.parallel.config import DEFAULT_PARALLEL, SHARDS
+
+
+def _image_suffixes() -> set[str]:
+    """Every file ending Pillow can open (a folder given on the command line expands to those files)."""
+    from PIL import Image
+
+    return {ext.lower() for ext in Image.registered_extensions()}
+
 
 def register(sub) -> None:
     p = sub.add_parser("caption", help="caption images zero-shot: an LM writes, an image–text model judges")
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, ...)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, ...) or folders (their images, sorted)")
     p.add_argument("--lm", default="bundled:smollm2-135m", help="the writing causal LM")
     p.add_argument("--scorer", default="bundled",
                    help="image–text judge: bundled (label bridge + LiT heads), bundled:lit, bundled:label, or a CLIP id/folder")
@@ -26,15 +35,20 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a JSON list of {image, caption, ...}")
     p.add_argument("--csv", metavar="FILE", default=None, help="also write the captions to a CSV file")
-    p.add_argument("--output", metavar="FILE", default=None, help="also write the JSON list to a file")
+    p.add_argument("--output", metavar="FILE", default=None,
+                   help="FILE.jsonl: append each finished image's record (a rerun skips finished images); "
+                        "any other name: also write the JSON list to it at the end")
+    p.add_argument("--shard", choices=SHARDS, default=DEFAULT_PARALLEL.shard, help="how images are dealt to torchrun ranks")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
-    from fuse.captioning import DEFAULT_CONFIG, caption
+    from fuse.captioning import DEFAULT_CONFIG, Captioner
+    from fuse.parallel import JobLog, job_id, run_job
+    from fuse.parallel.files import expand_folders
 
     cfg = replace(DEFAULT_CONFIG, prefix=args.prefix, optimizer=args.optimizer, use_gradient=not args.no_gradient,
                   beam_width=args.beam_width, seed=args.seed, budget=args.budget,
@@ -42,9 +56,16 @@ def run(args) -> int:
                                            alpha=tuple(args.alpha) if args.alpha else None).items() if v is not None})
     if args.optimizer == "pez":
         cfg = replace(cfg, search="greedy")
-    out = caption(args.images, lm=args.lm, scorer=args.scorer, steer=args.steer, config=cfg, progress=not args.no_progress)
-    rows = [c.to_dict() for c in out]
-    if args.output:
+    images = expand_folders(args.images, _image_suffixes())
+    jsonl = bool(args.output) and args.output.endswith(".jsonl")
+    job = dict(lm=args.lm, scorer=args.scorer, steer=args.steer, config=asdict(cfg))
+    log = JobLog(args.output, job=job_id(job)) if jsonl else None
+    captioner = Captioner(args.lm, args.scorer, cfg, steer=args.steer)  # every image captioned alone: same on any N ranks
+    rows = run_job([(im, im) for im in images], lambda im: captioner([im])[0].to_dict(), log=log, how=args.shard,
+                   progress=not args.no_progress, desc="captions")
+    if rows is None:  # not rank 0: rank 0 prints and writes
+        return 0
+    if args.output and not jsonl:
         with open(args.output, "w") as f:
             json.dump(rows, f, indent=2)
     if args.csv:
@@ -56,9 +77,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        for c in out:
-            print(f"{c.image}\t{c.caption}" if c.error is None else f"{c.image}\tERROR: {c.error}")
-    bad = [c for c in out if c.error]
-    for c in bad:
-        print(f"fuse: could not caption {c.error}", file=sys.stderr)
+        for r in rows:
+            print(f"{r['image']}\t{r['caption']}" if r["error"] is None else f"{r['image']}\tERROR: {r['error']}")
+    bad = [r for r in rows if r["error"]]
+    for r in bad:
+        print(f"fuse: could not caption {r['error']}", file=sys.stderr)
     return 1 if bad else 0

@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 
 from fuse.optim.config import AutoDANConfig, GCGConfig, OptimizerConfig, PEZConfig, RandomSearchConfig
+from fuse.parallel.config import DEFAULT_PARALLEL, SHARDS
+
+# options that do not change a target's result (left out of the job id that guards resuming)
+_NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard")
 
 BASE, GCG_D, AUTODAN_D, PEZ_D = OptimizerConfig(), GCGConfig(), AutoDANConfig(), PEZConfig()
 
@@ -55,8 +59,18 @@ def register(sub) -> None:
     p.add_argument("--any-length", action="store_true",
                    help="AutoDAN: return the best prompt of any length up to --n-tokens (default: exactly --n-tokens)")
     p.add_argument("--seed", type=int, default=BASE.seed)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object (one per line, in input order, with --targets)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--micro-batch", type=int, default=DEFAULT_PARALLEL.micro_batch,
+                   help="candidates per forward and unit of the split across torchrun ranks: the result is the same "
+                        "for any number of processes; 0: one piece per rank at --batch-size (docs/scale-out.md)")
+    p.add_argument("--shard", choices=SHARDS, default=DEFAULT_PARALLEL.shard, help="how --targets are dealt to ranks")
+    p.add_argument("--targets", metavar="FILE", default=None,
+                   help="optimize one prompt per target: a text file (one target text per line) or JSONL "
+                        "({\"target_text\": ..., \"id\": ..., and any of prefix, seed, n_tokens, budget}); "
+                        "sharded across torchrun ranks")
+    p.add_argument("--output", metavar="FILE.jsonl", default=None,
+                   help="with --targets: append each finished target's record here; a rerun skips finished ones")
     p.set_defaults(func=run)
 
 
@@ -102,34 +116,63 @@ def make_config(args):
 
 
 def run(args) -> int:
+    from dataclasses import replace
+
     from fuse.models.loading import load
     from fuse.optim import ProbeConfig, optimize
     from fuse.optim.chain import Chain
+    from fuse.parallel import DataParallelChain, JobLog, ParallelConfig, is_main, job_id, run_job, world_size
+    from fuse.parallel.targets import read_targets
 
     if args.target_text is not None and not args.target_text.strip():
         raise ValueError("--target-text is empty")
+    if args.targets is not None and args.target_text is not None:
+        raise ValueError("give either --target-text or --targets FILE, not both")
+    if args.output is not None and args.targets is None:
+        raise ValueError("--output FILE.jsonl goes with --targets FILE (one record per target)")
+    if args.probe_draft and args.optimizer != "gcg":
+        raise ValueError("--probe-draft works with --optimizer gcg")
+    args.micro_batch = args.micro_batch or None
+    ParallelConfig(micro_batch=args.micro_batch, shard=args.shard)  # validates
+    base = make_config(args)  # validates the optimizer's options before any model is loaded
+    targets = read_targets(args.targets) if args.targets is not None else None
+    log = JobLog(args.output, job=job_id({k: v for k, v in vars(args).items() if k not in _NOT_RESULT})) if args.output else None
     primary, terms = build_terms(args, load)
-    chain = Chain(primary, terms, target_text=args.target_text)
-    config = make_config(args)
+    draft = None
     if args.probe_draft:
-        if args.optimizer != "gcg":
-            raise ValueError("--probe-draft works with --optimizer gcg")
         draft_args = type(args)(**{**vars(args), "primary": args.probe_draft, "secondary": []})
         d_primary, d_terms = build_terms(draft_args, load)
         d_terms += [(load(name, device=args.device, dtype=args.dtype), w) for name, w in map(_secondary, args.secondary)]
-        from dataclasses import replace
+        draft = (d_primary, d_terms)
+    adapters: dict = {}
 
-        config = replace(config, probe=ProbeConfig(draft=Chain(d_primary, d_terms, target_text=args.target_text)))
-    res = optimize(chain, config)
-    out = {"best_text": res.best_text, "best_free_text": res.best_free_text, "best_loss": res.best_loss,
-           "losses": res.losses, "evaluations": res.evaluations, "seconds": round(res.seconds, 3),
-           "evaluations_per_second": round(res.evaluations_per_second, 3), "optimizer": res.optimizer,
-           "search": res.search, "stopped": res.stopped, "matched": res.matched, "seed": args.seed,
-           "device": str(primary.device), "dtype": str(primary.dtype).removeprefix("torch.")}
+    def run_one(*, target_text, local: bool, progress: bool, **overrides) -> dict:
+        chain = Chain(primary, terms, target_text=target_text, adapters=adapters)
+        adapters.update(chain.adapters)
+        config = replace(base, progress=progress, **overrides)
+        if draft is not None:
+            config = replace(config, probe=ProbeConfig(draft=Chain(*draft, target_text=target_text)))
+        res = optimize(DataParallelChain(chain, micro_batch=args.micro_batch, local=local), config)
+        return {"best_text": res.best_text, "best_free_text": res.best_free_text, "best_loss": res.best_loss,
+                "losses": res.losses, "evaluations": res.evaluations, "seconds": round(res.seconds, 3),
+                "evaluations_per_second": round(res.evaluations_per_second, 3), "optimizer": res.optimizer,
+                "search": res.search, "stopped": res.stopped, "matched": res.matched, "seed": config.seed,
+                "device": str(primary.device), "dtype": str(primary.dtype).removeprefix("torch."),
+                "world_size": world_size()}
+
+    if targets is not None:  # a dataset job: targets dealt to ranks, each optimized by one rank alone
+        rows = run_job(targets, lambda item: {"target_text": item["target_text"], **run_one(
+            local=True, progress=False, **item)}, log=log, how=args.shard, progress=not args.no_progress, desc="targets")
+        if rows is None:  # not rank 0
+            return 0
+        for r in rows:
+            print(json.dumps(r) if args.json else f"{r['key']}\t{r['best_text']!r}\t{r['best_loss']:.4f}")
+        return 0
+    out = run_one(target_text=args.target_text, local=False, progress=not args.no_progress and is_main())
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"best: {res.best_text!r}\nweighted loss {res.best_loss:.4f}  " +
-              "  ".join(f"{k}={v:.4f}" for k, v in res.losses.items()) +
-              f"\n{res.evaluations} evaluations in {res.seconds:.1f}s ({res.stopped})")
+        print(f"best: {out['best_text']!r}\nweighted loss {out['best_loss']:.4f}  " +
+              "  ".join(f"{k}={v:.4f}" for k, v in out["losses"].items()) +
+              f"\n{out['evaluations']} evaluations in {out['seconds']:.1f}s ({out['stopped']})")
     return 0

@@ -294,14 +294,20 @@ def test_cli_json_csv_and_exit_code(monkeypatch, tmp_path, capsys):
     import fuse.captioning as fc
     from fuse.cli import main
 
-    seen = {}
+    seen = {"images": []}
 
-    def fake(images, lm=None, scorer=None, steer=None, config=None, progress=False):
-        seen.update(images=images, lm=lm, scorer=scorer, steer=steer, config=config)
-        return [Caption(images[0], "An image of a cat", 0.3, 2.0, 1.0, {}, 10, 0.1),
-                Caption(images[1], None, error=f"image {images[1]!r}: no such file; check the path")]
+    class FakeCaptioner:  # the CLI captions one image per call (a sharded, resumable job; docs/scale-out.md)
+        def __init__(self, lm=None, scorer=None, config=None, *, steer=None, adapters=None):
+            seen.update(lm=lm, scorer=scorer, steer=steer, config=config)
 
-    monkeypatch.setattr(fc, "caption", fake)
+        def __call__(self, images, **kwargs):
+            (im,) = images
+            seen["images"].append(im)
+            if im == "a.png":
+                return [Caption(im, "An image of a cat", 0.3, 2.0, 1.0, {}, 10, 0.1)]
+            return [Caption(im, None, error=f"image {im!r}: no such file; check the path")]
+
+    monkeypatch.setattr(fc, "Captioner", FakeCaptioner)
     out_csv = tmp_path / "caps.csv"
     rc = main(["caption", "a.png", "missing.png", "--json", "--csv", str(out_csv), "--no-progress", "--n-tokens", "3",
                "--steer", "positive", "--no-gradient"])
@@ -312,6 +318,7 @@ def test_cli_json_csv_and_exit_code(monkeypatch, tmp_path, capsys):
     assert out_csv.read_text().splitlines()[0].startswith("image,caption")
     assert seen["config"].n_tokens == 3 and seen["config"].use_gradient is False and seen["steer"] == "positive"
     assert seen["lm"] == "bundled:smollm2-135m" and seen["scorer"] == "bundled"
+    assert seen["images"] == ["a.png", "missing.png"] and rows[0]["world_size"] == 1
 
 
 @pytest.mark.slow

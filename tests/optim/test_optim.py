@@ -5,20 +5,16 @@ import json
 import pytest
 import torch
 
-from fuse.core.adapter import TensorAdapter
 from fuse.optim.chain import Chain
-from fuse.objectives import Fluency, Similarity
+from fuse.objectives import Fluency
 from fuse.optim import OPTIMIZERS, make_optimizer
-from tiny import WORDS
+from tiny import WORDS, tiny_chain
 from tiny import bpe_tokenizer, tiny_causal_lm, tiny_encoder, unigram_tokenizer, wordpiece_tokenizer
 
 
 @pytest.fixture(scope="module")
 def chain():
-    lm = tiny_causal_lm(bpe_tokenizer(), d=16)
-    enc = tiny_encoder(wordpiece_tokenizer(), d=12)
-    ad = TensorAdapter.fit(lm, enc, words=WORDS, k=4)
-    return Chain(lm, [(Fluency(lm), 1.0), (Similarity(enc, "a cat on a mat"), 2.0)], adapters={enc.name: ad})
+    return tiny_chain()
 
 
 def test_chain_exact_evaluation_is_the_weighted_sum(chain):

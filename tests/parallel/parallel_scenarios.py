@@ -1,0 +1,67 @@
+"""What the 2-process tests run, both inside torchrun workers and in the test process (the one-process
+reference): optimizers through DataParallelChain and a captioning job, on tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fuse.captioning import CaptionConfig, Captioner
+from fuse.captioning.scorers.image_text import ImageTextScorer
+from fuse.captioning.scorers.lit import LiTConfig, LiTHeads
+from fuse.captioning.vision.preprocess import Preprocess
+from fuse.captioning.vision.tower import ImageTower
+from fuse.core.adapter import TensorAdapter
+from fuse.models.loading import load
+from fuse.objectives import Fluency, Similarity
+from fuse.optim import make_optimizer
+from fuse.optim.chain import Chain
+from fuse.parallel import DataParallelChain, run_job
+from tiny import WORDS, TinyNet, bpe_tokenizer, tiny_causal_lm, tiny_encoder, wordpiece_tokenizer
+
+#: (optimizer, search, micro_batch): every optimizer, both searches, and the un-micro-batched split
+RUNS = [("gcg", "greedy", 3), ("gcg", "beam", 3), ("random", "beam", 3), ("autodan", "beam", 3), ("pez", "greedy", 3),
+        ("gcg", "greedy", None)]
+IMAGES = [np.full((20, 30, 3), v, np.uint8) for v in (0, 60, 120, 180, 240)]
+CAPTION = CaptionConfig(n_tokens=3, batch_size=6, beam_width=2, image_batch_size=2, seed=0)
+
+
+def save_models(folder: Path) -> Path:
+    """Save a tiny LM and encoder with their tokenizers under ``folder`` (every rank then loads the same
+    files: WordPiece training is not reproducible across processes, as with a real checkpoint one saves)."""
+    for name, m in (("lm", tiny_causal_lm(bpe_tokenizer(), d=16)), ("enc", tiny_encoder(wordpiece_tokenizer(), d=12))):
+        m.model.save_pretrained(folder / name)
+        m.tokenizer.save_pretrained(folder / name)
+    return folder
+
+
+def models(folder: Path):
+    lm, enc = load(str(folder / "lm"), kind="causal_lm"), load(str(folder / "enc"), kind="encoder")
+    return lm, enc, {enc.name: TensorAdapter.fit(lm, enc, words=WORDS, k=4)}
+
+
+def optimize_all(lm, enc, adapters) -> dict:
+    """Each run's result (exact floats) and the chain's evaluation of fixed texts, through DataParallelChain."""
+    chain = Chain(lm, [(Fluency(lm), 1.0), (Similarity(enc, "a cat on a mat"), 2.0)], adapters=adapters)
+    out = {}
+    for name, search, micro in RUNS:
+        dp = DataParallelChain(chain, micro_batch=micro)
+        opt = make_optimizer(name, dp, n_tokens=3, prefix="An image of", budget=40 if name != "pez" else 8,
+                             batch_size=8, search=search, beam_width=2, seed=1)
+        r = opt.run()
+        out[f"{name}-{search}-{micro}"] = dict(text=r.best_text, ids=r.best_ids, loss=r.best_loss, losses=r.losses,
+                                               evaluations=r.evaluations, history=r.history, stopped=r.stopped)
+    texts = [" ".join(WORDS[i : i + 1 + i % 5]) for i in range(11)]
+    ev = DataParallelChain(chain, micro_batch=3).evaluate(texts)
+    out["evaluate"] = dict(total=ev.total.tolist(), parts=ev.parts.tolist())
+    return out
+
+
+def caption_job(lm, enc, adapters, log=None) -> list[dict] | None:
+    """Caption IMAGES as a dataset job (each image alone), sharded across the ranks."""
+    tower = ImageTower(TinyNet(n_classes=5), Preprocess(resize=40, crop=32), name="tiny-tower")
+    scorer = ImageTextScorer(enc, tower, mode="lit", heads=LiTHeads(LiTConfig(image_dim=8, text_dim=12, dim=6, seed=1)))
+    cap = Captioner(lm, scorer, CAPTION, adapters=adapters)
+    rows = run_job([(f"img{i}", i) for i in range(len(IMAGES))], lambda i: cap([IMAGES[i]])[0].to_dict(), log=log)
+    return None if rows is None else [{k: v for k, v in r.items() if k not in ("seconds", "world_size")} for r in rows]
