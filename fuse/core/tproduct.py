@@ -172,8 +172,14 @@ def t_pinv(A: torch.Tensor) -> torch.Tensor:
     ``A⁺ * A * A⁺ = A⁺`` and symmetry of ``A * A⁺`` and ``A⁺ * A`` under the t-transpose.
     """
     _check(A, "A")
-    k = A.shape[-1]
+    n1, n2, k = A.shape[-3:]
     A_hat = to_fourier(A)
-    # The DC (and Nyquist, for even k) frequencies are real: keep them exactly real so that the
-    # inverse transform is the real Moore–Penrose inverse.
-    return from_fourier(torch.linalg.pinv(A_hat), k)
+    if A_hat.numel() == 0:
+        return from_fourier(A_hat.transpose(-1, -2), k)
+    # One cut-off for every frequency, relative to the largest singular value over all of them: the singular
+    # values of the block-circulant matrix are the union of the frequencies' ones, so this is its pinv's rule.
+    # (A per-frequency cut-off would invert a frequency whose whole matrix is rounding noise.)
+    eps = torch.finfo(A_hat.real.dtype).eps
+    smax = torch.linalg.svdvals(A_hat).amax(dim=(-1, -2))
+    tol = (smax * eps * max(n1, n2) * k)[..., None]
+    return from_fourier(torch.linalg.pinv(A_hat, atol=tol, rtol=torch.zeros_like(tol)), k)

@@ -5,6 +5,8 @@ One entry point, ``fuse.optimize(chain, config)``, runs the optimizer that ``con
 themselves also take keyword arguments (``GCG(chain, n_tokens=20, budget=640).run()``).
 """
 
+import dataclasses
+
 from fuse.optim.autodan import AutoDAN
 from fuse.optim.base import OptimResult, Optimizer
 from fuse.optim.config import AutoDANConfig, GCGConfig, OptimizerConfig, PEZConfig, ProbeConfig, RandomSearchConfig
@@ -39,4 +41,10 @@ def optimize(chain, config: OptimizerConfig) -> OptimResult:
     cls = CONFIGS.get(type(config))
     if cls is None:
         raise ValueError(f"config must be one of {[c.__name__ for c in CONFIGS]}, got {type(config).__name__}")
+    from fuse.parallel import DataParallelChain, initialized, is_main, world_size
+
+    if initialized() and world_size() > 1 and not isinstance(chain, DataParallelChain):
+        # under torchrun: every rank scores its share of each step's candidates (docs/scale-out.md)
+        chain = DataParallelChain(chain)
+        config = dataclasses.replace(config, progress=config.progress and is_main())
     return cls(chain, config).run()

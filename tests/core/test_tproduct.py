@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fuse.core.tproduct import t_identity, t_lstsq, t_norm, t_pinv, t_product, t_transpose
@@ -62,6 +62,7 @@ def test_adjoint_identity(n1, n2, n3, k, seed):
 
 @settings(max_examples=40, deadline=None)
 @given(dims, dims, tubes, seeds, st.booleans())
+@example(4, 2, 4, 14, True)  # a frequency whose rank-1 matrix is rounding noise: a per-frequency cut-off inverted it
 def test_pinv_moore_penrose(n1, n2, k, seed, low_rank):
     A = rand(seed, n1, n2, k)
     if low_rank and min(n1, n2) > 1:  # rank-deficient in every frequency
