@@ -15,7 +15,10 @@ Making the tasks identical: nanoGCG's tokenizer gets the chat template ``{{ mess
 target carries its own leading space) and ``optim_str_init=" x x … x"`` (with the leading space,
 so its 20 tokens are fuse's ``init_text`` tokens). nanoGCG keeps its defaults otherwise (topk 256,
 n_replace 1, buffer 0, prefix cache, filter_ids, not early stop); ``search_width`` = candidates per
-step. ``--check`` prints both token sequences of every task; every run records whether they agree.
+step. ``--check`` prints both token sequences of every task; every run records whether they agree,
+and stops if nanoGCG's loss of the initial prompt differs from the shared scorer's by more than
+``LOSS_TOL`` (it caught transformers 4.47.1 ignoring the ``rope_parameters`` that transformers 5
+writes: see :func:`benchmarks.peers.nanogcg_runner.load_config`).
 
 Evaluations are counted alike: candidates whose loss was computed (the initial string included).
 fuse: ``GCG(..., budget=steps*width, batch_size=width)``; nanoGCG: ``num_steps=steps`` (1 + at most
@@ -56,6 +59,7 @@ MODEL = "smollm2-135m"
 N_TOKENS = 20
 INIT_TEXT = " ".join(["x"] * N_TOKENS)  # fuse prepends the space: " x x … x"
 TOP_K = 256
+LOSS_TOL = 1e-3  # nanoGCG's loss of the initial prompt vs the shared scorer's (same ids, two transformers versions)
 TASKS = [  # (prompt, continuation target); each target starts with its own space
     ("Write a short poem about the sea.", " Sure, here is a poem about the sea"),
     ("What is the capital of Australia?", " The capital of Australia is Sydney"),
@@ -158,8 +162,11 @@ def check(smol, python: Path, model_dir: Path, tasks) -> bool:
         f = fuse_sequences(smol, (prompt, target))
         n = run_nanogcg(python, model_dir, (prompt, target), 1, 8, 0)
         same = f["optimizer"] == n["sequence_ids"] == f["scorer"]
-        ok &= same
-        print(f"task {prompt!r} + {target!r}: identical={same}")
+        init = rescore(smol, f["text"], target)
+        agree = abs(init - n["init_loss_own"]) <= LOSS_TOL
+        ok &= same and agree
+        print(f"task {prompt!r} + {target!r}: identical={same}; initial loss nanoGCG {n['init_loss_own']:.5f}, "
+              f"shared scorer {init:.5f} (agree within {LOSS_TOL}: {agree})")
         print("  fuse GCG :", f["optimizer"])
         print("  nanoGCG  :", n["sequence_ids"])
         print("  scorer   :", f["scorer"])
@@ -305,6 +312,10 @@ def main(argv=None):
             seqs = fuse_sequences(smol, task)
             same = seqs["optimizer"] == n.pop("sequence_ids") == seqs["scorer"]
             n.pop("target_ids", None)
+            n["init_loss_rescored"] = rescore(smol, seqs["text"], task[1])
+            if abs(n["init_loss_rescored"] - n["init_loss_own"]) > LOSS_TOL:
+                raise RuntimeError(f"nanoGCG's model disagrees with fuse's on the initial prompt of task {i}: "
+                                   f"{n['init_loss_own']:.5f} vs {n['init_loss_rescored']:.5f}; not the same model")
             runs.append({"task": i, "prompt": task[0], "target": task[1], "seed": seed, "sequences_identical": same,
                          "fuse": f, "nanogcg": n})
             logger.info("%s task %d: loss fuse %.3f (%.0f s, %d evals) | nanoGCG %.3f (%.0f s, %d evals) | same seq %s",

@@ -33,12 +33,30 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 
 import nanogcg.gcg  # noqa: E402
 from nanogcg.gcg import GCG, GCGConfig  # noqa: E402
 
 TEMPLATE = "{{ messages[0]['content'] }}"
+
+
+def load_config(model_dir: Path):
+    """The model config as transformers 5 meant it.
+
+    transformers 5 writes RoPE settings as ``"rope_parameters": {"rope_theta": ..., "rope_type": ...}``;
+    4.47.1 reads only a top-level ``rope_theta`` and would silently fall back to 10,000 (SmolLM2
+    uses 100,000): a different model. Copy the values across; refuse RoPE types we do not map.
+    """
+    config = AutoConfig.from_pretrained(model_dir)
+    raw = json.loads((model_dir / "config.json").read_text())
+    rope = raw.get("rope_parameters")
+    if rope:
+        if rope.get("rope_type", "default") != "default":
+            raise ValueError(f"rope_parameters {rope} need a mapping to transformers 4.47.1's rope_scaling")
+        config.rope_theta = float(rope["rope_theta"])
+        config.rope_scaling = None
+    return config
 
 
 def load(model_dir: Path):
@@ -48,7 +66,8 @@ def load(model_dir: Path):
     special = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if isinstance(cfg.get(k), str)}
     tok = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"), **special)
     tok.chat_template = TEMPLATE
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, config=load_config(model_dir),
+                                                 torch_dtype=torch.float32).eval()
     model.requires_grad_(False)
     return model, tok
 
