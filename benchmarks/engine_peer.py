@@ -299,42 +299,53 @@ def main(argv=None):
     if a.check:
         raise SystemExit(0 if check(smol, python, model_dir, tasks) else 1)
 
-    results, peer_versions = {}, None
+    results, peer = {}, {}
     for name, (steps, width) in budgets.items():
         runs = []
         for i, task in enumerate(tasks):
-            seed = a.seed + i
-            f = run_fuse(smol, task, steps * width, width, seed)
-            f["rescored"] = rescore(smol, f["best_text"], task[1])
-            n = run_nanogcg(python, model_dir, task, steps, width, seed)
-            n["rescored"] = rescore(smol, n["best_text"], task[1])
-            peer_versions = n.pop("versions")
-            seqs = fuse_sequences(smol, task)
-            same = seqs["optimizer"] == n.pop("sequence_ids") == seqs["scorer"]
-            n.pop("target_ids", None)
-            n["init_loss_rescored"] = rescore(smol, seqs["text"], task[1])
-            if abs(n["init_loss_rescored"] - n["init_loss_own"]) > LOSS_TOL:
-                raise RuntimeError(f"nanoGCG's model disagrees with fuse's on the initial prompt of task {i}: "
-                                   f"{n['init_loss_own']:.5f} vs {n['init_loss_rescored']:.5f}; not the same model")
-            runs.append({"task": i, "prompt": task[0], "target": task[1], "seed": seed, "sequences_identical": same,
-                         "fuse": f, "nanogcg": n})
-            logger.info("%s task %d: loss fuse %.3f (%.0f s, %d evals) | nanoGCG %.3f (%.0f s, %d evals) | same seq %s",
-                        name, i, f["rescored"], f["seconds"], f["evaluations"], n["rescored"], n["seconds"],
-                        n["evaluations"], same)
-        results[name] = {"steps": steps, "width": width, "runs": runs, "summary": summarize(runs)}
+            runs.append(run_task(smol, python, model_dir, task, i, steps, width, a.seed + i, peer))
+            r = runs[-1]
+            logger.info("%s task %d: loss fuse %.3f (%.0f s, %d evals) | nanoGCG %.3f (%.0f s, %d evals)", name, i,
+                        r["fuse"]["rescored"], r["fuse"]["seconds"], r["fuse"]["evaluations"],
+                        r["nanogcg"]["rescored"], r["nanogcg"]["seconds"], r["nanogcg"]["evaluations"])
+            results[name] = {"steps": steps, "width": width, "runs": runs, "summary": summarize(runs),
+                             "complete": len(runs) == len(tasks)}
+            save(a, tasks, results, peer)  # after every task: a long run stopped early keeps what it measured
+    print((RESULTS / f"{a.name}.md").read_text())
 
+
+def run_task(smol, python: Path, model_dir: Path, task, i: int, steps: int, width: int, seed: int, peer: dict) -> dict:
+    """fuse then nanoGCG on one task, both re-scored by the shared scorer, with the sameness checks."""
+    f = run_fuse(smol, task, steps * width, width, seed)
+    f["rescored"] = rescore(smol, f["best_text"], task[1])
+    n = run_nanogcg(python, model_dir, task, steps, width, seed)
+    n["rescored"] = rescore(smol, n["best_text"], task[1])
+    peer.update(n.pop("versions"))
+    seqs = fuse_sequences(smol, task)
+    same = seqs["optimizer"] == n.pop("sequence_ids") == seqs["scorer"]
+    n.pop("target_ids", None)
+    n["init_loss_rescored"] = rescore(smol, seqs["text"], task[1])
+    if abs(n["init_loss_rescored"] - n["init_loss_own"]) > LOSS_TOL:
+        raise RuntimeError(f"nanoGCG's model disagrees with fuse's on the initial prompt of task {i}: "
+                           f"{n['init_loss_own']:.5f} vs {n['init_loss_rescored']:.5f}; not the same model")
+    return {"task": i, "prompt": task[0], "target": task[1], "seed": seed, "sequences_identical": same,
+            "fuse": f, "nanogcg": n}
+
+
+def save(a, tasks, results: dict, peer: dict) -> None:
+    """Write the JSON, the markdown table and the plot of what has been measured so far."""
     config = {"model": MODEL, "dtype": "float32", "device": "cpu", "torch_threads": 1, "n_tokens": N_TOKENS,
               "init_text": " " + INIT_TEXT, "top_k": TOP_K, "budgets": a.budgets, "tasks": tasks,
               "fuse": "GCG(chain, n_tokens=20, prefix=prompt, budget=steps*width, batch_size=width, top_k=256, seed, init_text)",
               "nanogcg": "GCGConfig(num_steps=steps, search_width=width, optim_str_init=' x x … x', seed, "
                          "add_space_before_target=False; defaults otherwise), chat template "
                          "\"{{ messages[0]['content'] }}\"",
-              "nanogcg_env": peer_versions, "interleaved": "fuse task i, nanoGCG task i, fuse task i+1, ..."}
+              "nanogcg_env": peer, "interleaved": "fuse task i, nanoGCG task i, fuse task i+1, ..."}
     write_results(a.name, config=config, seed=a.seed, figures=results, markdown=markdown(results),
                   extra_packages=("matplotlib",))
     plot(results, RESULTS / f"{a.name}.png")
-    print((RESULTS / f"{a.name}.md").read_text())
 
 
 if __name__ == "__main__":
     main()
+
