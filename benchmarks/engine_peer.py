@@ -24,7 +24,7 @@ Evaluations are counted alike: candidates whose loss was computed (the initial s
 fuse: ``GCG(..., budget=steps*width, batch_size=width)``; nanoGCG: ``num_steps=steps`` (1 + at most
 steps × width evaluations; its filter drops some).
 
-Run: ``python -m benchmarks.engine_peer [--tasks 5] [--budgets 10x64 50x128] [--quick] [--check]``.
+Run: ``python -m benchmarks.engine_peer [--tasks 5] [--budgets 10x64 50x128] [--quick] [--check] [--replot]``.
 """
 
 from __future__ import annotations
@@ -220,7 +220,8 @@ def plot(results: dict, path: Path) -> None:
     for ax, name in zip(axes[0], budgets):
         runs = results[name]["runs"]
         top = max(max(r[s]["evaluations"] for r in runs) for s in ("fuse", "nanogcg"))
-        grid = np.linspace(1, top, 200)
+        first = min(min(r[s]["history"][0]["evaluations"] for r in runs) for s in ("fuse", "nanogcg"))
+        grid = np.linspace(first, top, 200)
         for side, colour, label in (("fuse", "tab:blue", "fuse GCG"), ("nanogcg", "tab:orange", "nanoGCG 0.3.0")):
             curves = np.array([curve_on(r[side]["history"], grid) for r in runs])
             for c in curves:
@@ -231,7 +232,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel("best loss so far (own, nats/token)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("SmolLM2-135M, same-model GCG: fuse vs nanoGCG (thin lines: one task each)")
+    fig.suptitle("SmolLM2-135M, same-model GCG: fuse vs nanoGCG\n(thin lines: one task each)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -283,7 +284,11 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="1 task, budget 10x64 (for iterating on the engine)")
     p.add_argument("--check", action="store_true", help="print both sides' token sequences and exit")
     p.add_argument("--name", default="engine_peer", help="result file name under benchmarks/results/")
+    p.add_argument("--replot", action="store_true", help="redraw the PNG of results/<name>.json and exit")
     a = p.parse_args(argv)
+    if a.replot:
+        plot(json.loads((RESULTS / f"{a.name}.json").read_text())["figures"], RESULTS / f"{a.name}.png")
+        return
     if a.quick:
         a.tasks, a.budgets = 1, ["10x64"]
     if not 1 <= a.tasks <= len(TASKS):
