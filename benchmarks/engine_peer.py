@@ -219,10 +219,9 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(budgets), figsize=(6 * len(budgets), 4.2), squeeze=False)
     for ax, name in zip(axes[0], budgets):
         runs = results[name]["runs"]
-        top = max(max(r[s]["evaluations"] for r in runs) for s in ("fuse", "nanogcg"))
-        first = min(min(r[s]["history"][0]["evaluations"] for r in runs) for s in ("fuse", "nanogcg"))
-        grid = np.linspace(first, top, 200)
+        top = max(max(r[side]["evaluations"] for r in runs) for side in ("fuse", "nanogcg"))
         for side, colour, label in (("fuse", "tab:blue", "fuse GCG"), ("nanogcg", "tab:orange", "nanoGCG 0.3.0")):
+            grid = np.linspace(max(r[side]["history"][0]["evaluations"] for r in runs), top, 200)
             curves = np.array([curve_on(r[side]["history"], grid) for r in runs])
             for c in curves:
                 ax.plot(grid, c, color=colour, alpha=0.25, lw=0.8)
