@@ -50,6 +50,6 @@ def probe_score(opt, cands: list[list[int]]) -> torch.Tensor:
     best = [i for i in draft.argsort().tolist() if i not in taken][:n_more]
     if best:
         out[[ok[i] for i in best]] = opt.score([cands[ok[i]] for i in best])
-    opt.probe_history.append({"rho": rho, "probe": n_probe, "filtered": len(best), "candidates": B})
+    opt.probe_history.append({"rho": rho, "probe": int(finite.sum()), "filtered": len(best), "candidates": B})
     logger.debug("probe sampling: rho=%.3f, %d probed + %d of the draft's best scored exactly", rho, n_probe, len(best))
     return out

@@ -119,6 +119,7 @@ def test_batched_gradients_equal_one_hot_autograd(lm64):
 @pytest.fixture(scope="module")
 def task():
     lm = tiny_causal_lm(bpe_tokenizer(), d=16, name="task-lm")
+    lm.model.lm_head.weight.mul_(8)  # sharper next-token distributions: losses that prompts can move
     return lm, Chain(lm, [(Continuation(lm, "the lazy dog"), 1.0)])
 
 
@@ -158,7 +159,7 @@ def test_gcg_improves_on_its_real_starting_point(task):
     opt = GCG(chain, cfg)
     start = chain.evaluate_ids([opt.full_ids(opt.initial_free())]).total.item()
     res = optimize(chain, cfg)
-    assert res.history[0]["evaluations"] > 1 and res.best_loss < start - 0.05, (start, res.best_loss)
+    assert res.history[0]["evaluations"] > 1 and res.best_loss < start - 0.1, (start, res.best_loss)
 
 
 def test_candidates_are_top_k_swaps_of_their_center(task):
@@ -210,14 +211,15 @@ def test_early_stop_on_an_exact_match():
 
 def test_probe_sampling_with_a_perfect_draft(task):
     _, chain = task
-    cfg = GCGConfig(n_tokens=6, prefix="the quick", budget=200, batch_size=32, seed=0,
+    cfg = GCGConfig(n_tokens=6, prefix="the quick", budget=120, batch_size=64, seed=0,
                     probe=ProbeConfig(draft=chain, r=8, sampling_factor=16))
-    res = optimize(chain, cfg)
     opt = GCG(chain, cfg)
-    opt.run()
-    assert res.draft_evaluations > 0 and opt.probe_history
-    for h in opt.probe_history:  # a draft that is the model itself agrees perfectly: only one more is scored
-        assert h["rho"] == pytest.approx(1.0) and h["filtered"] == 1
+    res = opt.run()
+    assert res.draft_evaluations > res.evaluations and opt.probe_history
+    ranked = [h for h in opt.probe_history if h["probe"] >= 2]
+    assert ranked
+    for h in ranked:  # a draft that is the model itself agrees perfectly: only one more candidate is scored
+        assert h["rho"] > 0.99 and h["filtered"] == 1
 
 
 def test_spearman_matches_scipy():
