@@ -50,7 +50,7 @@ from fuse.models.bundled import bundled_folder  # noqa: E402
 from fuse.models.batching import encode_batch  # noqa: E402
 from fuse.models.loading import load  # noqa: E402
 from fuse.objectives import Continuation  # noqa: E402
-from fuse.optim import GCG  # noqa: E402
+from fuse.optim import GCGConfig, optimize  # noqa: E402
 from fuse.optim.chain import Chain  # noqa: E402
 
 logger = logging.getLogger("benchmarks.engine_peer")
@@ -82,16 +82,16 @@ def parse_budget(text: str) -> tuple[int, int]:
 
 
 # -- fuse side ---------------------------------------------------------------------------------
-def run_fuse(smol, task: tuple[str, str], budget: int, width: int, seed: int) -> dict:
-    """fuse GCG on one task (the call the engine rewrite will switch to ``fuse.optimize``)."""
+def run_fuse(smol, task: tuple[str, str], budget: int, width: int, seed: int, options: dict | None = None) -> dict:
+    """fuse GCG on one task, through ``fuse.optimize(chain, GCGConfig(...))`` (``options``: more config fields)."""
     prompt, target = task
     chain = Chain(smol, [(Continuation(smol, target), 1.0)])
     timers = {"gradient_s": 0.0, "candidates_s": 0.0, "gradients": 0}
-    gradient, evaluate = chain.gradient, chain.evaluate
+    gradients, evaluate = chain.gradients, chain.evaluate_ids
 
-    def timed_gradient(*a, **k):
+    def timed_gradients(*a, **k):
         t = time.perf_counter()
-        out = gradient(*a, **k)
+        out = gradients(*a, **k)
         timers["gradient_s"] += time.perf_counter() - t
         timers["gradients"] += 1
         return out
@@ -102,10 +102,10 @@ def run_fuse(smol, task: tuple[str, str], budget: int, width: int, seed: int) ->
         timers["candidates_s"] += time.perf_counter() - t
         return out
 
-    chain.gradient, chain.evaluate = timed_gradient, timed_evaluate
-    opt = GCG(chain, n_tokens=N_TOKENS, prefix=prompt, budget=budget, batch_size=width, top_k=TOP_K, seed=seed,
-              init_text=INIT_TEXT)
-    res = opt.run()
+    chain.gradients, chain.evaluate_ids = timed_gradients, timed_evaluate
+    config = GCGConfig(n_tokens=N_TOKENS, prefix=prompt, budget=budget, batch_size=width, top_k=TOP_K, seed=seed,
+                       init_text=INIT_TEXT, **(options or {}))
+    res = optimize(chain, config)
     return {
         "best_text": res.best_text, "best_loss_own": res.best_loss, "evaluations": res.evaluations,
         "seconds": res.seconds, "steps": len(res.history), "gradients": timers["gradients"],
@@ -283,6 +283,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="1 task, budget 10x64 (for iterating on the engine)")
     p.add_argument("--check", action="store_true", help="print both sides' token sequences and exit")
     p.add_argument("--name", default="engine_peer", help="result file name under benchmarks/results/")
+    p.add_argument("--fuse-options", type=json.loads, default={},
+                   help='more GCGConfig fields for the fuse side, as JSON (e.g. \'{"accept": "always"}\')')
     p.add_argument("--replot", action="store_true", help="redraw the PNG of results/<name>.json and exit")
     a = p.parse_args(argv)
     if a.replot:
@@ -307,7 +309,7 @@ def main(argv=None):
     for name, (steps, width) in budgets.items():
         runs = []
         for i, task in enumerate(tasks):
-            runs.append(run_task(smol, python, model_dir, task, i, steps, width, a.seed + i, peer))
+            runs.append(run_task(smol, python, model_dir, task, i, steps, width, a.seed + i, peer, a.fuse_options))
             r = runs[-1]
             logger.info("%s task %d: loss fuse %.3f (%.0f s, %d evals) | nanoGCG %.3f (%.0f s, %d evals)", name, i,
                         r["fuse"]["rescored"], r["fuse"]["seconds"], r["fuse"]["evaluations"],
@@ -318,9 +320,10 @@ def main(argv=None):
     print((RESULTS / f"{a.name}.md").read_text())
 
 
-def run_task(smol, python: Path, model_dir: Path, task, i: int, steps: int, width: int, seed: int, peer: dict) -> dict:
+def run_task(smol, python: Path, model_dir: Path, task, i: int, steps: int, width: int, seed: int, peer: dict,
+             options: dict | None = None) -> dict:
     """fuse then nanoGCG on one task, both re-scored by the shared scorer, with the sameness checks."""
-    f = run_fuse(smol, task, steps * width, width, seed)
+    f = run_fuse(smol, task, steps * width, width, seed, options)
     f["rescored"] = rescore(smol, f["best_text"], task[1])
     n = run_nanogcg(python, model_dir, task, steps, width, seed)
     n["rescored"] = rescore(smol, n["best_text"], task[1])
@@ -340,7 +343,8 @@ def save(a, tasks, results: dict, peer: dict) -> None:
     """Write the JSON, the markdown table and the plot of what has been measured so far."""
     config = {"model": MODEL, "dtype": "float32", "device": "cpu", "torch_threads": 1, "n_tokens": N_TOKENS,
               "init_text": " " + INIT_TEXT, "top_k": TOP_K, "budgets": a.budgets, "tasks": tasks,
-              "fuse": "GCG(chain, n_tokens=20, prefix=prompt, budget=steps*width, batch_size=width, top_k=256, seed, init_text)",
+              "fuse": "fuse.optimize(chain, GCGConfig(n_tokens=20, prefix=prompt, budget=steps*width, batch_size=width, "
+                      "top_k=256, seed, init_text, **fuse_options))", "fuse_options": a.fuse_options,
               "nanogcg": "GCGConfig(num_steps=steps, search_width=width, optim_str_init=' x x … x', seed, "
                          "add_space_before_target=False; defaults otherwise), chat template "
                          "\"{{ messages[0]['content'] }}\"",
