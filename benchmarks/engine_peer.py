@@ -50,7 +50,7 @@ from fuse.models.bundled import bundled_folder  # noqa: E402
 from fuse.models.batching import encode_batch  # noqa: E402
 from fuse.models.loading import load  # noqa: E402
 from fuse.objectives import Continuation  # noqa: E402
-from fuse.optim import GCGConfig, optimize  # noqa: E402
+from fuse.optim import GCG, GCGConfig, optimize  # noqa: E402
 from fuse.optim.chain import Chain  # noqa: E402
 
 logger = logging.getLogger("benchmarks.engine_peer")

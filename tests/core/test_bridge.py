@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-import fuse
 from fuse.core.adapter import AdapterConfig, TensorAdapter
 from fuse.core.bridge import Bridge
 from fuse.core.tproduct import t_identity

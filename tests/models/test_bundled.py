@@ -5,7 +5,6 @@ import functools
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import fuse
 from fuse.core.adapter import TensorAdapter

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from fuse.models.backbones.classifier import SENTIMENT, ClassifierBackbone, ZeroShotClassifier
-from fuse.models.backbones.clip import CLIPBackbone
 from fuse.models.batching import encode_batch
 from fuse.objectives import ClassifierLabel, Continuation, Fluency, ImageText, Similarity, as_objective
 from tiny import bpe_tokenizer, tiny_causal_lm, tiny_clip, tiny_encoder, wordpiece_tokenizer

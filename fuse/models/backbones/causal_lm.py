@@ -294,7 +294,9 @@ class CausalLMBackbone(Backbone):
                 cache, pre_logits = prefixes.get(ids[0, :P].tolist(), in_prefix.tolist())
                 cache.batch_repeat_interleave(b)
                 keep = cols[cols >= P] - P  # suffix positions; position P-1 is the prefix's last: its logits come from the prefix
-                full_mask = torch.cat([torch.ones(b, P, dtype=mask.dtype, device=mask.device), mask[:, P:]], 1)
+                full_mask = None  # no padding: the causal fast path (no 4-D mask is built)
+                if not bool((mask[:, P:] == 1).all()):
+                    full_mask = torch.cat([torch.ones(b, P, dtype=mask.dtype, device=mask.device), mask[:, P:]], 1)
                 suf = self.model(input_ids=ids[:, P:], attention_mask=full_mask, use_cache=True,
                                  **{prefixes.kw: cache}, logits_to_keep=keep if keep.numel() else 1).logits
                 pos = torch.cat([in_prefix, keep + P])
@@ -307,7 +309,7 @@ class CausalLMBackbone(Backbone):
                 prefixes.broken = True
                 logger.debug("%s: shared-prefix scoring unavailable (%s); full forwards", self.name, e)
         kw = {"logits_to_keep": cols} if "logits_to_keep" in self._forward_params else {}
-        logits = self.model(input_ids=ids, attention_mask=mask, **kw).logits
+        logits = self.model(input_ids=ids, attention_mask=None if bool((mask == 1).all()) else mask, **kw).logits
         if not kw:
             logits = logits[:, cols]
         self._fill(logits, cols, ids, need, out, rows)
