@@ -257,8 +257,20 @@ def part_captions(args) -> None:
 
 
 def main(argv=None) -> None:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--part" in argv and argv[argv.index("--part") + 1 :][:1] == ["coco"] or "--part=coco" in argv:
+        from benchmarks import captioning_coco
+
+        i = argv.index("--part") if "--part" in argv else argv.index("--part=coco")
+        rest = argv[:i] + argv[i + (2 if argv[i] == "--part" else 1):]
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        captioning_coco.main(rest)
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["retrieval", "captions"], default="captions")
+    p.add_argument("--part", choices=["retrieval", "captions", "coco"], default="captions",
+                   help="coco: the published protocol on COCO with a real CLIP (see benchmarks/captioning_coco.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-clipart", type=int, default=6)
     p.add_argument("--photos", default="astronaut,chelsea,coffee,rocket")

@@ -47,6 +47,8 @@ class CaptionConfig:
         use_gradient: rank AutoDAN's candidates by the scorer's gradient through the adapter
             (``False``: by LM logits only — the control without the cross-model gradient).
         lm_weight: weight of the LM log-probability in AutoDAN's candidate ranking.
+        complete_only: AutoDAN returns the best caption of exactly ``n_tokens`` tokens (``False``: the
+            best of any length, which a fluency term pulls towards "An image of a").
         search, beam_width: ``"beam"`` with 4 beams by default.
         batch_size: candidates evaluated exactly per step.
         budget: exact evaluations per image (default ``n_tokens × batch_size``).
@@ -61,6 +63,7 @@ class CaptionConfig:
     optimizer: str = "autodan"
     use_gradient: bool = True
     lm_weight: float = 1.0
+    complete_only: bool = True
     search: str = "beam"
     beam_width: int = 4
     batch_size: int = 64
@@ -197,7 +200,8 @@ class Captioner:
         c = config or self.config
         kwargs = dict(n_tokens=c.n_tokens, prefix=c.prefix, budget=c.evaluations, batch_size=c.batch_size, seed=c.seed)
         if c.optimizer == "autodan":
-            kwargs.update(search=c.search, beam_width=c.beam_width, lm_weight=c.lm_weight, use_gradient=c.use_gradient)
+            kwargs.update(search=c.search, beam_width=c.beam_width, lm_weight=c.lm_weight, use_gradient=c.use_gradient,
+                          complete_only=c.complete_only)
         elif c.optimizer in ("gcg", "random"):
             kwargs.update(search=c.search, beam_width=c.beam_width)
         return make_optimizer(c.optimizer, chain, **kwargs)
