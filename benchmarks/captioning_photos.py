@@ -187,7 +187,7 @@ def part_captions(args) -> None:
         lm = load(WRITERS[w])
         cap = Captioner(lm, scorer, cfg)
         # items keyed by (writer, method, photo): `for item in items: record = caption_one(item); write(record)`
-        items = [(w, m, i) for m in methods for i in range(len(photos))]
+        items = [(w, m, i) for i in range(len(photos)) for m in methods]  # photo by photo: a cut run compares like with like
         for (_, m, i) in items:
             key = f"{w}|{m}|{names[i]}"
             if key in done:

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -55,6 +56,12 @@ class CaptionConfig:
         steer_weight: weight of the steering term (when a ``steer`` objective is given).
         image_batch_size: images encoded per batch by the scorer.
         seed: seeds the search.
+        num_threads: torch CPU threads while captioning (restored afterwards). A float sum split over
+            a different number of threads rounds differently, and one flipped near-tie among thousands
+            of candidate comparisons sends the beam elsewhere: with the same thread count (1 by
+            default) the same seed gives the same captions on any machine with the same package
+            versions and CPU instruction set. ``None`` keeps torch's setting (faster on a many-core
+            machine; captions may then differ between machines). GPU work is unaffected.
     """
 
     prefix: str = "An image of"
@@ -71,6 +78,7 @@ class CaptionConfig:
     steer_weight: float = 5.0
     image_batch_size: int = 16
     seed: int = 0
+    num_threads: int | None = 1
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -84,6 +92,8 @@ class CaptionConfig:
             raise ValueError(f"budget must be >= 1 evaluation, got {self.budget}")
         if self.steer_weight < 0:
             raise ValueError(f"steer_weight must be >= 0, got {self.steer_weight}")
+        if self.num_threads is not None and int(self.num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1 (or None to keep torch's setting), got {self.num_threads}")
 
     @property
     def evaluations(self) -> int:
@@ -149,6 +159,19 @@ def steering_objective(steer, encoder=None) -> Objective:
     raise ValueError(f"cannot steer with {steer!r}: pass 'positive'/'negative', (classifier, label) or an Objective")
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), then restore the previous count."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _name(src, i: int) -> str:
     return os.fspath(src) if isinstance(src, (str, os.PathLike)) else f"image[{i}]"
 
@@ -210,8 +233,9 @@ class Captioner:
                          config: CaptionConfig | None = None) -> Caption:
         """Caption one image given its scorer features ``(D,)``."""
         t0 = time.perf_counter()
-        chain = self.chain(image_features, with_image=with_image)
-        res = self.optimizer(chain, config).run()
+        with torch_threads((config or self.config).num_threads):  # adapters built on first use, too
+            chain = self.chain(image_features, with_image=with_image)
+            res = self.optimizer(chain, config).run()
         labels = chain.labels
         score = next((1.0 - v for k, v in res.losses.items() if k.endswith(ImageText.name)), None)
         if score is None and with_image is False:
@@ -244,7 +268,8 @@ class Captioner:
                         bar.update(1)
                 if not ok:
                     continue
-                feats = self.scorer.encode_images([loaded[i] for i in ok], batch_size=bs)
+                with torch_threads(self.config.num_threads):
+                    feats = self.scorer.encode_images([loaded[i] for i in ok], batch_size=bs)
                 for j, i in enumerate(ok):
                     out[start + i] = self.caption_features(feats[j], _name(chunk[i], start + i))
                     bar.update(1)
