@@ -6,6 +6,8 @@ for this project (:mod:`fuse.captioning.data.photos`).
 * ``--part retrieval``: image→text retrieval among the 16 photos × 48 references for every bundled
   scorer (label bridge on EfficientNet-Lite0/1/2, LiT heads, their sum; the label bridge's
   temperature and top-k) → ``results/captioning_photos_retrieval.{json,md}``.
+* ``--part threads``: the objective's losses and gradient with 1 and 2 torch threads, bit for bit
+  (what makes captions differ between machines) → ``results/captioning_threads.{json,md}``.
 * ``--part captions`` (default): captions every photo with the gradient-guided search (AutoDAN + beam,
   the scorer's gradient reaching the LM's tokens through the adapter) and, at the same number of
   exact evaluations, the MAGIC/ZeroCap-style search (the LM's top-k next tokens scored exactly by the
@@ -137,6 +139,7 @@ def part_retrieval(args) -> None:
         v.pop("S")
     write_results("captioning_photos_retrieval", config={"photos": [p.name for p in photos], "label_bridge": default.to_dict()},
                   seed=args.seed, figures={"scorers": figs, "label_bridge_grid": grid}, markdown=md, extra_packages=EXTRA)
+    _name_program(RESULTS / "captioning_photos_retrieval.md", "benchmarks/captioning_photos.py --part retrieval")
     print(md)
 
 
@@ -158,6 +161,11 @@ def _ensemble_similarity(enc, images, texts) -> torch.Tensor:
         br = LabelBridge(C, LabelBridgeConfig())
         _, logits = load_efficientnet_lite(0).encode(images)
         return br.image_embedding(logits) @ br.text_embedding(enc.embed_text(texts).float()).T
+
+
+def _name_program(md_path: Path, program: str) -> None:
+    """The result header names ``benchmarks/<name>.py``; say which program and part wrote it."""
+    md_path.write_text(md_path.read_text().replace(f"`benchmarks/{md_path.stem}.py`", f"`{program}`", 1))
 
 
 # -- part 2: captions -----------------------------------------------------------------------------
@@ -297,9 +305,48 @@ def _sheet(images, names, captions: dict[str, list[str]], path, prefix: str = ""
     plt.close(fig)
 
 
+# -- part 3: what varies between machines -------------------------------------------------------
+def part_threads(args) -> None:
+    """The caption objective's exact losses and its gradient with 1 and 2 torch threads, bit for bit."""
+    import skimage.data
+
+    from fuse.captioning import CaptionConfig, Captioner
+    from fuse.models.loading import load
+
+    lm = load(WRITERS["smollm2"])
+    cap = Captioner(lm, args.scorer, CaptionConfig(num_threads=None))
+    chain = cap.chain(cap.scorer.encode_images([skimage.data.chelsea()])[0])
+    texts = ["An image of a cat " + w for w in "sitting on a mat with green eyes looking at the camera in a room".split()]
+    ids = lm.tokenizer("An image of a tabby cat with green eyes")["input_ids"]
+    got = {}
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        _, _, g = chain.gradient(ids)
+        got[n] = (chain.evaluate(texts, batch_size=16).total.clone(), g.clone())
+    figs = {"losses_bitwise_equal": bool(torch.equal(got[1][0], got[2][0])),
+            "losses_max_abs_difference": float((got[1][0] - got[2][0]).abs().max()),
+            "gradient_bitwise_equal": bool(torch.equal(got[1][1], got[2][1])),
+            "gradient_max_abs_difference": float((got[1][1] - got[2][1]).abs().max()),
+            "gradient_max_abs": float(got[1][1].abs().max())}
+    md = ("The captioning objective (SmolLM2 NLL + 22 × (1 − cos) under the bundled scorer, chelsea) computed with 1 "
+          "and with 2 torch threads on the same machine:\n\n"
+          + markdown_table(["quantity", "bit-for-bit equal", "max |difference|"],
+                           [[f"exact losses of {len(texts)} captions", figs["losses_bitwise_equal"], figs["losses_max_abs_difference"]],
+                            ["gradient w.r.t. the one-hot tokens (what AutoDAN ranks by)", figs["gradient_bitwise_equal"],
+                             figs["gradient_max_abs_difference"]]])
+          + f"\n\n(largest gradient entry {figs['gradient_max_abs']:.3g}.) A different thread count changes the ranking "
+            "input in the last bits, so a near-tie among the 49k candidate tokens can flip and the beam goes elsewhere: "
+            "the captioner therefore searches with `CaptionConfig.num_threads = 1`. "
+            "Run: `python -m benchmarks.captioning_photos --part threads`.")
+    write_results("captioning_threads", config={"scorer": args.scorer, "texts": texts}, seed=args.seed, figures=figs,
+                  markdown=md, extra_packages=EXTRA)
+    _name_program(RESULTS / "captioning_threads.md", "benchmarks/captioning_photos.py --part threads")
+    print(md)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["retrieval", "captions"], default="captions")
+    p.add_argument("--part", choices=["retrieval", "captions", "threads"], default="captions")
     p.add_argument("--photos", default=None, help="comma-separated photo names (default: all 16)")
     p.add_argument("--scorer", default="bundled")
     p.add_argument("--writers", default="smollm2,gemma3")
@@ -314,7 +361,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    part_retrieval(args) if args.part == "retrieval" else part_captions(args)
+    {"retrieval": part_retrieval, "captions": part_captions, "threads": part_threads}[args.part](args)
 
 
 if __name__ == "__main__":
