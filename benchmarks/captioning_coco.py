@@ -206,7 +206,7 @@ def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, resul
     p.add_argument("--alpha", type=float, default=22.0)
     p.add_argument("--prefix", default="An image of")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda:LOCAL_RANK when a GPU is present)")
     p.add_argument("--output", default=None, help="JSON lines of finished captions (appended; a rerun resumes)")
     p.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)))
     p.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)))
@@ -218,6 +218,8 @@ def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, resul
         method_config(CaptionConfig(), m)  # validates the name
     items = load_coco(args.annotations, args.images, n_images=args.n_images, seed=args.seed)
     output = Path(args.output) if args.output else None
+    if args.device is None and torch.cuda.is_available():  # one GPU per torchrun process
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     if scorer is None:
         from fuse.captioning.scorers import load_scorer
 
