@@ -253,7 +253,7 @@ def part_captions(args) -> None:
             paired[f"{w}: FUSE vs {m}"] = {"mean_difference": float(d.mean()), "wins": int((d > 0).sum()), "losses": int((d < 0).sum()),
                                   "cider_difference": figs[f"{w}|fuse"]["CIDEr"] - figs[f"{w}|{m}"]["CIDEr"],
                                   "named_difference": figs[f"{w}|fuse"]["named"] - figs[f"{w}|{m}"]["named"]}
-    _sheet(images, names, cap_rows, RESULTS / "captioning_photos.png", prefix=cfg.prefix)
+    _sheet(images, names, cap_rows, RESULTS / f"{args.name}.png", prefix=cfg.prefix)
     md = (f"{len(names)} photos (scikit-image / scikit-learn), 3 references each written for them "
           f"(`fuse/captioning/data/photos.py`). The search optimizes α = {cfg.alpha} × (writer NLL, 1 − cos) under the "
           f"`{args.scorer}` scorer (label bridge on EfficientNet-Lite0 + MiniLM); {cfg.n_tokens} tokens after "
@@ -272,12 +272,14 @@ def part_captions(args) -> None:
           + "\n\n## Every caption\n\n"
           + markdown_table(["photo"] + list(cap_rows), [[n] + [cap_rows[k][i] + (" ✓" if figs[k.replace(': ', '|')]["names_object"][n] else "")
                                                                 for k in cap_rows] for i, n in enumerate(names)])
-          + "\n\n✓ = names the main object. Run: `python -m benchmarks.captioning_photos`.")
-    write_results("captioning_photos", config={"caption": asdict(cfg), "photos": names, "scorer": args.scorer,
+          + f"\n\n✓ = names the main object. Run: `python -m benchmarks.captioning_photos --writers {','.join(writers)} "
+            f"--methods {','.join(methods)} --photos {','.join(names)}`.")
+    write_results(args.name, config={"caption": asdict(cfg), "photos": names, "scorer": args.scorer,
                                                "judge": "label bridge on efficientnet-lite1", "writers": writers,
                                                "methods": methods, "torch_threads": torch.get_num_threads()},
                   seed=args.seed, figures={"methods": figs, "paired": paired, "total_seconds": total},
                   markdown=md, extra_packages=EXTRA)
+    _name_program(RESULTS / f"{args.name}.md", "benchmarks/captioning_photos.py")
     print(md)
 
 
@@ -356,6 +358,7 @@ def main(argv=None) -> None:
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--alpha", type=float, default=22.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="captioning_photos", help="results/<name>.{json,md,png}")
     p.add_argument("--resume", default=None, help="a JSONL file of finished items (appended; rerun to resume)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is far faster on a shared, loaded CPU)")
     args = p.parse_args(argv)
