@@ -170,6 +170,7 @@ def _name_program(md_path: Path, program: str) -> None:
 
 # -- part 2: captions -----------------------------------------------------------------------------
 def part_captions(args) -> None:
+    from benchmarks.captioning import _sheet
     from benchmarks.captioning_coco import METHODS, append, finished, method_config
     from fuse.captioning import CaptionConfig, Captioner
     from fuse.captioning.evaluation import coco_metrics, normalize_caption
@@ -281,30 +282,6 @@ def part_captions(args) -> None:
                   markdown=md, extra_packages=EXTRA)
     _name_program(RESULTS / f"{args.name}.md", "benchmarks/captioning_photos.py")
     print(md)
-
-
-def _sheet(images, names, captions: dict[str, list[str]], path, prefix: str = "") -> None:
-    import textwrap
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = 4
-    rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 5.4 * rows))
-    flat = list(getattr(axes, "flat", [axes]))
-    for ax in flat:
-        ax.axis("off")
-    for i, (im, name) in enumerate(zip(images, names)):
-        flat[i].imshow(im)
-        lines = [name] + [textwrap.fill(f"{m}: {c[i][len(prefix):].strip() if c[i].startswith(prefix) else c[i]}", 50)
-                          for m, c in captions.items()]
-        flat[i].set_title("\n".join(lines), fontsize=6.5, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 # -- part 3: what varies between machines -------------------------------------------------------
