@@ -211,7 +211,9 @@ def part_captions(args) -> None:
             logger.info("%s: %s (%.0f s)", key, rec["caption"], rec["seconds"])
             records[key] = rec
             append(resume, rec)
-    total = time.perf_counter() - t_all
+    wall = time.perf_counter() - t_all
+    # search seconds summed over the records (the LM-alone search once per writer; resumed runs included)
+    total = sum(r["seconds"] for k, r in records.items() if r["method"] != "lm" or k.endswith("|" + names[0]))
     # -- metrics
     refs = {n: list(p.references) for n, p in zip(names, photos)}
     other = {"smollm2": "bundled:gemma3-270m", "gemma3": "bundled:smollm2-135m"}
@@ -263,7 +265,8 @@ def part_captions(args) -> None:
           f"2-core machine. CIDEr / BLEU-4 against the references (prefix removed); **named**: captions that name the "
           "photo's main object; **judge cos**: the label bridge on EfficientNet-Lite1 (another ImageNet network than "
           "the Lite0 optimized against; it shares the MiniLM text tower); fluency: mean NLL under the *other* LM "
-          f"(nats/token). Captioning took {total:.0f} s in all.\n\n"
+          f"(nats/token). The searches took {total:.0f} s in all ({wall:.0f} s in this process; the rest in earlier, "
+          "resumed runs).\n\n"
           + markdown_table(["writer", "method", "CIDEr", "BLEU-4", "named", "judge cos (independent)", "cos (optimized)",
                             "other-LM NLL", "s / image", "evaluations / image"], rows)
           + "\n\nThe gradient-guided search minus each control, per photo on the independent judge:\n\n"
@@ -278,7 +281,7 @@ def part_captions(args) -> None:
     write_results(args.name, config={"caption": asdict(cfg), "photos": names, "scorer": args.scorer,
                                                "judge": "label bridge on efficientnet-lite1", "writers": writers,
                                                "methods": methods, "torch_threads": torch.get_num_threads()},
-                  seed=args.seed, figures={"methods": figs, "paired": paired, "total_seconds": total},
+                  seed=args.seed, figures={"methods": figs, "paired": paired, "total_seconds": total, "wall_seconds_this_process": wall},
                   markdown=md, extra_packages=EXTRA)
     _name_program(RESULTS / f"{args.name}.md", "benchmarks/captioning_photos.py")
     print(md)
