@@ -289,8 +289,8 @@ def caption(images, lm=None, scorer=None, *, steer=None, config: CaptionConfig |
     Args:
         images: paths, PIL images or arrays (one, or a list).
         lm: the writing causal LM (default ``bundled:smollm2-135m``).
-        scorer: ``"bundled"`` (default), ``"bundled:lit"``, ``"bundled:label"``, a CLIP hub id or
-            folder, a ``CLIPBackbone``, or an :class:`~fuse.captioning.scorers.ImageTextScorer`.
+        scorer: ``"bundled"`` (default: the label bridge, best on photos), ``"bundled:lit"`` (clip art),
+            ``"bundled:sum"``, a CLIP hub id or folder, a ``CLIPBackbone``, or an :class:`~fuse.captioning.scorers.ImageTextScorer`.
         steer: optional steering (``"positive"``, ``"negative"``, ``(classifier, label)`` or an Objective).
         config: a :class:`CaptionConfig`; keyword ``options`` override its fields.
         on_error: ``"report"`` (default): an unreadable image gets a :class:`Caption` with
