@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import time
 from dataclasses import asdict, replace
 
@@ -78,45 +77,35 @@ def part_retrieval(args) -> None:
 
 
 # -- part 2: captions ---------------------------------------------------------------------------
-def _norm(text: str, prefix: str) -> str:
-    t = text.strip()
-    if prefix and t.lower().startswith(prefix.lower()):
-        t = t[len(prefix):]
-    return re.sub(r"[^a-z0-9 ]+", " ", t.lower()).strip() or "empty"
-
-
 def caption_metrics(hyps: dict[str, str], refs: dict[str, list[str]]) -> dict[str, float]:
     """BLEU-4, CIDEr and ROUGE-L (pycocoevalcap) of normalised captions against references."""
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
+    from fuse.captioning.evaluation import coco_metrics
 
-    res = {k: [hyps[k]] for k in refs}
-    gts = {k: [_norm(r, "") for r in refs[k]] for k in refs}
-    return {"BLEU-4": float(Bleu(4).compute_score(gts, res, verbose=0)[0][3]),
-            "CIDEr": float(Cider().compute_score(gts, res)[0]), "ROUGE-L": float(Rouge().compute_score(gts, res)[0])}
+    return coco_metrics(hyps, refs, metrics=("BLEU-4", "CIDEr", "ROUGE-L"))
 
 
-def _sheet(images, names, captions: dict[str, list[str]], path) -> None:
+def _sheet(images, names, captions: dict[str, list[str]], path, prefix: str = "") -> None:
+    """A contact sheet: each image titled with its name and every method's caption (``prefix`` dropped)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import textwrap
 
-    n = len(images)
-    cols = min(4, n)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 5.2 * rows))
-    for ax in getattr(axes, "flat", [axes]):
+    cols = min(4, len(images))
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 5.4 * rows))
+    flat = list(getattr(axes, "flat", [axes]))
+    for ax in flat:
         ax.axis("off")
     for i, (im, name) in enumerate(zip(images, names)):
-        ax = list(getattr(axes, "flat", [axes]))[i]
-        ax.imshow(im)
-        lines = [name] + [textwrap.fill(f"{m}: {c[i]}", 46) for m, c in captions.items()]
-        ax.set_title("\n".join(lines), fontsize=7, loc="left")
+        flat[i].imshow(im)
+        lines = [name] + [textwrap.fill(f"{m}: {c[i][len(prefix):].strip() if prefix and c[i].startswith(prefix) else c[i]}", 50)
+                          for m, c in captions.items()]
+        flat[i].set_title("\n".join(lines), fontsize=6.5, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -125,6 +114,7 @@ def part_captions(args) -> None:
 
     from fuse.captioning import Captioner, CaptionConfig
     from fuse.captioning.data.openclipart import subsets
+    from fuse.captioning.evaluation import normalize_caption
     from fuse.models.loading import load
     from fuse.captioning.scorers.bundled import load_bundled_scorer
     from fuse.captioning.vision.images import load_image
@@ -187,7 +177,7 @@ def part_captions(args) -> None:
     gemma = load("bundled:gemma3-270m")
     rows, figs = [], {}
     for mname, o in out.items():
-        hyps = {n: _norm(c, cfg.prefix) for n, c in zip(names, o["captions"])}
+        hyps = {n: normalize_caption(c, cfg.prefix) for n, c in zip(names, o["captions"])}
         m = caption_metrics(hyps, refs)
         with torch.no_grad():
             own = torch.stack([main.encode_texts([c])[0] for c in o["captions"]])
@@ -257,8 +247,20 @@ def part_captions(args) -> None:
 
 
 def main(argv=None) -> None:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--part" in argv and argv[argv.index("--part") + 1 :][:1] == ["coco"] or "--part=coco" in argv:
+        from benchmarks import captioning_coco
+
+        i = argv.index("--part") if "--part" in argv else argv.index("--part=coco")
+        rest = argv[:i] + argv[i + (2 if argv[i] == "--part" else 1):]
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        captioning_coco.main(rest)
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["retrieval", "captions"], default="captions")
+    p.add_argument("--part", choices=["retrieval", "captions", "coco"], default="captions",
+                   help="coco: the published protocol on COCO with a real CLIP (see benchmarks/captioning_coco.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-clipart", type=int, default=6)
     p.add_argument("--photos", default="astronaut,chelsea,coffee,rocket")

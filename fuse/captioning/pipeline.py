@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -47,12 +48,20 @@ class CaptionConfig:
         use_gradient: rank AutoDAN's candidates by the scorer's gradient through the adapter
             (``False``: by LM logits only — the control without the cross-model gradient).
         lm_weight: weight of the LM log-probability in AutoDAN's candidate ranking.
+        complete_only: AutoDAN returns the best caption of exactly ``n_tokens`` tokens (``False``: the
+            best of any length, which a fluency term pulls towards "An image of a").
         search, beam_width: ``"beam"`` with 4 beams by default.
         batch_size: candidates evaluated exactly per step.
         budget: exact evaluations per image (default ``n_tokens × batch_size``).
         steer_weight: weight of the steering term (when a ``steer`` objective is given).
         image_batch_size: images encoded per batch by the scorer.
         seed: seeds the search.
+        num_threads: torch CPU threads while captioning (restored afterwards). A float sum split over
+            a different number of threads rounds differently, and one flipped near-tie among thousands
+            of candidate comparisons sends the beam elsewhere: with the same thread count (1 by
+            default) the same seed gives the same captions on any machine with the same package
+            versions and CPU instruction set. ``None`` keeps torch's setting (faster on a many-core
+            machine; captions may then differ between machines). GPU work is unaffected.
     """
 
     prefix: str = "An image of"
@@ -61,6 +70,7 @@ class CaptionConfig:
     optimizer: str = "autodan"
     use_gradient: bool = True
     lm_weight: float = 1.0
+    complete_only: bool = True
     search: str = "beam"
     beam_width: int = 4
     batch_size: int = 64
@@ -68,6 +78,7 @@ class CaptionConfig:
     steer_weight: float = 5.0
     image_batch_size: int = 16
     seed: int = 0
+    num_threads: int | None = 1
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -81,6 +92,8 @@ class CaptionConfig:
             raise ValueError(f"budget must be >= 1 evaluation, got {self.budget}")
         if self.steer_weight < 0:
             raise ValueError(f"steer_weight must be >= 0, got {self.steer_weight}")
+        if self.num_threads is not None and int(self.num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1 (or None to keep torch's setting), got {self.num_threads}")
 
     @property
     def evaluations(self) -> int:
@@ -146,6 +159,19 @@ def steering_objective(steer, encoder=None) -> Objective:
     raise ValueError(f"cannot steer with {steer!r}: pass 'positive'/'negative', (classifier, label) or an Objective")
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), then restore the previous count."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _name(src, i: int) -> str:
     return os.fspath(src) if isinstance(src, (str, os.PathLike)) else f"image[{i}]"
 
@@ -197,7 +223,8 @@ class Captioner:
         c = config or self.config
         kwargs = dict(n_tokens=c.n_tokens, prefix=c.prefix, budget=c.evaluations, batch_size=c.batch_size, seed=c.seed)
         if c.optimizer == "autodan":
-            kwargs.update(search=c.search, beam_width=c.beam_width, lm_weight=c.lm_weight, use_gradient=c.use_gradient)
+            kwargs.update(search=c.search, beam_width=c.beam_width, lm_weight=c.lm_weight, use_gradient=c.use_gradient,
+                          complete_only=c.complete_only)
         elif c.optimizer in ("gcg", "random"):
             kwargs.update(search=c.search, beam_width=c.beam_width)
         return make_optimizer(c.optimizer, chain, **kwargs)
@@ -206,8 +233,9 @@ class Captioner:
                          config: CaptionConfig | None = None) -> Caption:
         """Caption one image given its scorer features ``(D,)``."""
         t0 = time.perf_counter()
-        chain = self.chain(image_features, with_image=with_image)
-        res = self.optimizer(chain, config).run()
+        with torch_threads((config or self.config).num_threads):  # adapters built on first use, too
+            chain = self.chain(image_features, with_image=with_image)
+            res = self.optimizer(chain, config).run()
         labels = chain.labels
         score = next((1.0 - v for k, v in res.losses.items() if k.endswith(ImageText.name)), None)
         if score is None and with_image is False:
@@ -240,7 +268,8 @@ class Captioner:
                         bar.update(1)
                 if not ok:
                     continue
-                feats = self.scorer.encode_images([loaded[i] for i in ok], batch_size=bs)
+                with torch_threads(self.config.num_threads):
+                    feats = self.scorer.encode_images([loaded[i] for i in ok], batch_size=bs)
                 for j, i in enumerate(ok):
                     out[start + i] = self.caption_features(feats[j], _name(chunk[i], start + i))
                     bar.update(1)
@@ -260,8 +289,8 @@ def caption(images, lm=None, scorer=None, *, steer=None, config: CaptionConfig |
     Args:
         images: paths, PIL images or arrays (one, or a list).
         lm: the writing causal LM (default ``bundled:smollm2-135m``).
-        scorer: ``"bundled"`` (default), ``"bundled:lit"``, ``"bundled:label"``, a CLIP hub id or
-            folder, a ``CLIPBackbone``, or an :class:`~fuse.captioning.scorers.ImageTextScorer`.
+        scorer: ``"bundled"`` (default: the label bridge, best on photos), ``"bundled:lit"`` (clip art),
+            ``"bundled:sum"``, a CLIP hub id or folder, a ``CLIPBackbone``, or an :class:`~fuse.captioning.scorers.ImageTextScorer`.
         steer: optional steering (``"positive"``, ``"negative"``, ``(classifier, label)`` or an Objective).
         config: a :class:`CaptionConfig`; keyword ``options`` override its fields.
         on_error: ``"report"`` (default): an unreadable image gets a :class:`Caption` with

