@@ -12,8 +12,8 @@ import logging
 
 import numpy as np
 
-from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.base import QUANTILES, Forecast, Forecaster, samples_from_quantiles
+from fuse.forecast.seasonality import check_season_length
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class StatsForecastBaseline(Forecaster):
         if m > 1 and y.size < 2 * m:
             logger.info("%s: history of %d < two seasons of %d; fitting without seasonality", self.name, y.size, m)
             m = 1
+        if self.kind == "auto_arima" and m > 24:
+            logger.warning("auto_arima: a seasonal ARIMA with season %d can take many minutes per forecast "
+                           "(over 9 min at season 52 and 1000 values); --model auto_ets or --season-length 1 are fast", m)
         levels = _levels_for(QUANTILES)
         out = self._model(m).forecast(y=y.astype(np.float64), h=horizon, level=levels)
         mean = np.asarray(out["mean"], dtype=np.float64)

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.base import QUANTILES, Forecast, Forecaster, quantiles_from_samples
+from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.series import as_series
 
 logger = logging.getLogger(__name__)

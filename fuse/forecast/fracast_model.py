@@ -13,8 +13,8 @@ import logging
 import numpy as np
 import torch
 
-from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.base import QUANTILES, Forecast, Forecaster, pinball_loss, samples_from_quantiles
+from fuse.forecast.seasonality import check_season_length
 
 logger = logging.getLogger(__name__)
 

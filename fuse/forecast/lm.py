@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.base import QUANTILES, Forecast, Forecaster, quantiles_from_samples
+from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.serialize import Scaler, SerializerConfig, deserialize, serialize
 
 logger = logging.getLogger(__name__)

@@ -226,6 +226,18 @@ def test_lm_prompt_has_description(tiny_lm_forecaster):
     np.testing.assert_allclose(scaler.inverse(deserialize(text.split("\n")[1])), [1, 2, 3], atol=0.05)
 
 
+def test_lm_prompt_holds_whole_seasons():
+    from fuse.forecast.lm import LMForecaster
+
+    backbone = _tiny_lm()
+    y = np.arange(100.0)
+    for m, n in [(1, 40), (12, 36), (7, 35), (40, 40), (41, 40)]:
+        text, _ = LMForecaster(backbone, max_history=40, season_length=m).prompt(y)
+        assert len(text.rstrip(",").split(",")) == n
+    with pytest.raises(ValueError, match="season_length"):
+        LMForecaster(backbone, season_length=0)
+
+
 def test_lm_loss_trains_a_soft_prefix(tiny_lm_forecaster):
     f = tiny_lm_forecaster
     prefix = torch.zeros(3, f.backbone.dim, requires_grad=True)

@@ -150,10 +150,21 @@ def test_monthly_csv_default_model_season_12_and_dated_rows(tmp_path):
     df = res.frame
     assert list(df.columns) == ["date", "step", "median"] + [f"q{q:g}" for q in QUANTILES]
     assert df["date"].tolist() == pd.date_range("2023-01-01", periods=12, freq="MS").strftime("%Y-%m-%d").tolist()
-    # the default is the quantile-wise median of its members, each given season length 12
-    members = [get_forecaster(m, season_length=12) for m in ENSEMBLE_MEMBERS]
-    want = median_quantiles([m.predict(y, 12, seed=0).quantiles for m in members])
-    np.testing.assert_allclose(df[[f"q{q:g}" for q in QUANTILES]].to_numpy(), np.sort(want, axis=1), rtol=1e-9)
+    # the default model, given season length 12 (identical to building it by hand)
+    want = get_forecaster(DEFAULT_MODEL, season_length=12).predict(y, 12, seed=0).quantiles
+    np.testing.assert_allclose(df[[f"q{q:g}" for q in QUANTILES]].to_numpy(), want, rtol=1e-7)  # CSV round trip
+    assert not np.allclose(want, get_forecaster(DEFAULT_MODEL, season_length=1).predict(y, 12, seed=0).quantiles)
+
+
+def test_ensemble_is_the_median_of_its_members_with_the_season(tmp_path):
+    dates = pd.date_range("2010-01-01", periods=48, freq="QS")
+    y = _seasonal(48, 4)
+    p = _write(tmp_path, "q.csv", quarter=dates.astype(str), value=y)
+    res = forecast_csv(p, ForecastConfig(model="ensemble", horizon=5))
+    assert res.season_length == 4 and res.frame["quarter"].iloc[0] == "2022-01-01"
+    members = [get_forecaster(m, season_length=4) for m in ENSEMBLE_MEMBERS]
+    want = median_quantiles([m.predict(y, 5, seed=0).quantiles for m in members])
+    np.testing.assert_allclose(res.forecast.quantiles, np.sort(want, axis=1), rtol=1e-7)
 
 
 def test_every_model_gets_the_season_length(tmp_path):
