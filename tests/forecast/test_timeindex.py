@@ -1,6 +1,5 @@
 """Dated CSV input: date columns, frequencies, season lengths, dated output rows and their errors."""
 
-import argparse
 
 import numpy as np
 import pandas as pd
@@ -12,6 +11,7 @@ from fuse.forecast.pipeline import ForecastConfig, forecast_csv, resolve_season_
 from fuse.forecast.registry import DEFAULT_MODEL, ENSEMBLE_MEMBERS
 from fuse.forecast.series import read_csv_timeseries
 from fuse.forecast.timeindex import find_date_column, format_dates, future_dates, regular_index
+from forecast_cli import run_cli
 
 
 def _seasonal(n, p, seed=0):
@@ -23,16 +23,6 @@ def _write(tmp_path, name, **cols):
     p = tmp_path / name
     pd.DataFrame(cols).to_csv(p, index=False)
     return p
-
-
-def _cli(argv):
-    from fuse.cli import forecast as cli
-
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    cli.register(sub)
-    args = p.parse_args(["forecast", *argv])
-    return args.func(args)
 
 
 # -- reading dates -------------------------------------------------------------------------------
@@ -185,7 +175,7 @@ def test_daily_csv_through_the_cli(tmp_path, capsys):
     dates = pd.date_range("2024-01-01", periods=70, freq="D")
     p = _write(tmp_path, "d.csv", day=dates.astype(str), visits=_seasonal(70, 7))
     out = tmp_path / "f.csv"
-    assert _cli([str(p), "--horizon", "3", "--model", "seasonal_naive", "--out", str(out)]) == 0
+    assert run_cli([str(p), "--horizon", "3", "--model", "seasonal_naive", "--out", str(out)]) == 0
     assert "season length 7 from frequency D" in capsys.readouterr().out
     df = pd.read_csv(out)
     assert df["day"].tolist() == ["2024-03-11", "2024-03-12", "2024-03-13"]
@@ -196,7 +186,7 @@ def test_undated_csv_through_the_cli_infers_season(tmp_path, capsys):
     y = _seasonal(96, 12)
     p = _write(tmp_path, "u.csv", value=y)
     out = tmp_path / "f.csv"
-    assert _cli([str(p), "--horizon", "2", "--model", "seasonal_naive", "--out", str(out)]) == 0
+    assert run_cli([str(p), "--horizon", "2", "--model", "seasonal_naive", "--out", str(out)]) == 0
     assert "undated; season length 12 from autocorrelation" in capsys.readouterr().out
     df = pd.read_csv(out)
     assert list(df.columns)[:2] == ["step", "median"]
@@ -213,7 +203,7 @@ def test_cli_errors_and_list(tmp_path, capsys):
     assert "duplicated timestamps" in capsys.readouterr().err
     assert main(["forecast", str(p), "--horizon", "2", "--season-length", "0"]) == 2
     assert "season_length must be a positive integer" in capsys.readouterr().err
-    assert _cli(["--list"]) == 0
+    assert run_cli(["--list"]) == 0
     out = capsys.readouterr().out
     assert f"default: {DEFAULT_MODEL}" in out and "[default]" in out
 
