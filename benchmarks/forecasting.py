@@ -159,6 +159,10 @@ ENSEMBLES = {
     "median(ets,arima,theta)": ("auto_ets", "auto_arima", "auto_theta"),
 }
 BASELINES = ["naive", "seasonal_naive", "auto_ets", "auto_arima", "auto_theta"]
+#: The CLI's default before seasons were inferred: AutoETS with season length 1 on every series.
+OLD_DEFAULT = "auto_ets(season=1)"
+#: The ensemble registered as ``ensemble`` in fuse.forecast.registry (ENSEMBLE_MEMBERS).
+REGISTERED_ENSEMBLE = "median(ets,arima,fracast)"
 
 
 def evaluate(rows: list[dict], train: list[dict], models: list[str]) -> pd.DataFrame:
@@ -201,6 +205,8 @@ def _forecasters(names: list[str], seed: int) -> tuple[dict, dict]:
         t0 = time.perf_counter()
         if name in BASELINES:
             built[name] = lambda m, name=name: get_forecaster(name, season_length=m)
+        elif name == OLD_DEFAULT:  # what `fuse forecast` did before: AutoETS without a season
+            built[name] = lambda m: get_forecaster("auto_ets", season_length=1)
         elif name == "fracast-full":  # the whole history, not cut to whole seasons
             f = get_forecaster("fracast", season_length=1)
             built[name] = lambda m, f=f: f
@@ -257,7 +263,7 @@ def main(argv=None) -> int:
         series = {k: series[k] for k in first.values()}
         args.cutoffs = 1
     lm_cutoffs = min(args.cutoffs, args.lm_cutoffs)
-    fast = [*BASELINES, "fracast", "fracast-full"] + ([] if args.no_calmflow else ["calmflow"])
+    fast = [*BASELINES, OLD_DEFAULT, "fracast", "fracast-full"] + ([] if args.no_calmflow else ["calmflow"])
     lm_models = [] if args.no_lm else ["llmtime:smollm2-135m"]
     built, fit_seconds = _forecasters(fast + lm_models, args.seed)
     models = fast + lm_models
@@ -365,6 +371,8 @@ _KEYS = ("rel_mase_gmean", "rel_crps_gmean", "mase_mean", "scrps_mean", "seconds
 
 
 def _family(m: str) -> str:
+    if m == OLD_DEFAULT:
+        return "statistical (the CLI's old default)"
     if m in BASELINES:
         return "statistical (statsforecast)"
     if m.startswith("median("):
@@ -378,7 +386,7 @@ def render_markdown(figures: dict, config: dict) -> str:
     models = [m for m in config["models"] if m in aw]
     header = ["model", "family", "rel. MASE (gmean)", "rel. sCRPS (gmean)", "mean MASE", "mean sCRPS", "s / forecast"]
     t1 = [[m, _family(m), *[aw[m][k] for k in _KEYS]] for m in models]
-    groups = list(figures["per_frequency"])
+    groups = [g for g in HORIZONS if g in figures["per_frequency"]]
     per_freq_head = ["model", *[f"{g} ({figures['series_per_frequency'][g]} series) MASE" for g in groups],
                      *[f"{g} sCRPS" for g in groups]]
     pf = figures["per_frequency"]
@@ -517,7 +525,7 @@ def plot(figures, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = list(figures["per_frequency"])
+    groups = [g for g in HORIZONS if g in figures["per_frequency"]]
     aw = figures["all_windows"]
     models = sorted(aw, key=lambda m: aw[m]["rel_mase_gmean"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.4]})
@@ -527,13 +535,14 @@ def plot(figures, path):
     axes[0].set_xticks(x, models, rotation=40, ha="right", fontsize=7)
     axes[0].set_title(f"all {figures['windows']} windows: gmean ratio to SeasonalNaive", fontsize=9)
     axes[0].legend(fontsize=8)
-    shown = [m for m in models if not m.startswith("median(") or m == figures["best_model"]][:8]
+    shown = [m for m in models if not m.startswith("median(") or m in (figures["best_model"], REGISTERED_ENSEMBLE)][:9]
     w = 0.8 / len(shown)
     gx = np.arange(len(groups))
     for i, m in enumerate(shown):
         axes[1].bar(gx + (i - len(shown) / 2 + 0.5) * w, [figures["per_frequency"][g][m]["rel_mase_gmean"] for g in groups], w, label=m)
     axes[1].set_xticks(gx, groups, fontsize=8)
-    axes[1].set_title("rel. MASE per frequency", fontsize=9)
+    axes[1].set_yscale("log")
+    axes[1].set_title("rel. MASE per frequency (log scale)", fontsize=9)
     axes[1].legend(fontsize=7, ncol=2)
     for ax in axes:
         ax.axhline(1.0, color="k", lw=0.8, ls="--")

@@ -29,7 +29,7 @@ ENSEMBLE_MEMBERS = ("auto_ets", "auto_arima", "fracast")
 #: Why it is the default, as ``fuse forecast --list`` says it.
 DEFAULT_REASON = ("best geometric-mean MASE relative to SeasonalNaive (0.438; CRPS 0.497) over the 36 real series, "
                   "yearly to hourly, of benchmarks/forecasting.py; the best ensemble, 'ensemble', has CRPS 0.493 but "
-                  "MASE 0.451. Slow for long seasons: about 1.5 min per forecast at season 24 (hourly), over 9 min at 52 (weekly)")
+                  "MASE 0.451. Slow for long seasons: about 1 min per forecast at season 24 (hourly), over 9 min at 52 (weekly)")
 
 
 def register(spec: ForecasterSpec) -> None:
