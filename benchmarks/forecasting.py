@@ -1,18 +1,24 @@
-"""Forecasting benchmark: real statsmodels series, rolling origin, utilsforecast metrics.
+"""Forecasting benchmark: 36 real series from yearly to hourly, rolling origin, utilsforecast metrics.
 
-Every registered forecaster is run side by side on the same cut-offs; MASE and scaled CRPS
-come from ``utilsforecast.losses`` and are aggregated as the geometric mean, over
-(series, cut-off) windows, of the ratio to SeasonalNaive. The LM forecasters (LLMTime with
-SmolLM2-135M, with and without a text description of the series) are slow on 2 CPU cores and
-can be limited to the last cut-offs (``--lm-cutoffs``); a second table then compares all models on that subset.
+The series ship inside two PyPI packages (nothing is downloaded at run time): ``statsmodels``
+(sunspots, Nile, world-bank fertility rates, US macro data, Danish money demand, Mauna Loa CO2,
+El Niño, euro-area electrical equipment) and ``vega_datasets`` (US employment, stock prices,
+Seattle weather, hourly Seattle and San Francisco temperatures). Every series carries its
+timestamps: the frequency is inferred by :func:`fuse.forecast.timeindex.regular_index` and the
+season length follows from it (:func:`fuse.forecast.seasonality.season_length_for_freq`), the
+same path ``fuse forecast`` takes on a dated CSV. Histories are capped to the last
+``--max-history`` values (1000) so that the benchmark runs on 2 cores in minutes; weekly data is
+left out because AutoARIMA with a 52-week season took more than 9 minutes for one forecast.
 
-The CaLMFlow forecaster (``calmflow``, trained here on synthetic series, about a minute) runs
-with and without the description (``calmflow+text``).
+Every model runs side by side on the same cut-offs; MASE and scaled CRPS come from
+``utilsforecast.losses`` and are aggregated as the geometric mean, over (series, cut-off)
+windows, of the ratio to SeasonalNaive, overall and per frequency. Median ensembles are the
+quantile-wise median of their members' forecasts (:func:`fuse.forecast.ensemble.median_quantiles`,
+exactly what ``MedianEnsemble`` computes), combined from the members' stored forecasts.
 
-Run: ``python3 benchmarks/forecasting.py [--quick]``. ``--models calmflow,calmflow+text`` runs
-only those models (plus SeasonalNaive, the ratio's denominator, recomputed but not rewritten)
-and merges their rows into the committed ``results/forecasting.{json,md,png}``, leaving every
-other model's figures as they were.
+Run: ``python3 -m benchmarks.forecasting [--quick] [--lm-cutoffs N] [--no-lm]``;
+``--optimize-descriptions`` runs only the cross-tokenizer description optimization on the eight
+described series and merges it into the results.
 """
 
 from __future__ import annotations
@@ -31,8 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
 
 from fuse.forecast import QUANTILES, get_forecaster  # noqa: E402
+from fuse.forecast.ensemble import median_quantiles  # noqa: E402
+from fuse.forecast.seasonality import season_length_for_freq  # noqa: E402
+from fuse.forecast.timeindex import regular_index  # noqa: E402
 
 logger = logging.getLogger("benchmarks.forecasting")
+
+#: Forecast horizon per frequency (as in M4 where it has one, halved for hourly to keep it cheap).
+HORIZONS = {"yearly": 6, "quarterly": 8, "monthly": 12, "daily": 14, "hourly": 24}
 
 DESCRIPTIONS = {
     "co2": "Monthly mean atmospheric CO2 concentration at Mauna Loa in ppm: a steady upward trend with a yearly cycle.",
@@ -45,27 +57,112 @@ DESCRIPTIONS = {
     "elec_equip": "Monthly index of electrical equipment manufactured in the euro area, with a yearly cycle.",
 }
 
+FERTILITY_COUNTRIES = ("United States", "India", "Brazil", "Japan", "Nigeria", "Germany")
+MACRO = ("realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1", "unemp", "tbilrate")
+EMPLOYMENT = ("nonfarm", "construction", "leisure_and_hospitality", "retail_trade", "education_and_health_services")
+STOCKS = ("AAPL", "MSFT", "IBM")
+WEATHER = ("temp_max", "temp_min", "wind", "precipitation")
 
-def load_series() -> dict[str, tuple[np.ndarray, int, int]]:
-    """name -> (values, season length, horizon); all ship offline inside statsmodels."""
+
+def _vega(name: str) -> pd.DataFrame:
+    import importlib.resources
+
+    return pd.read_csv(importlib.resources.files("vega_datasets") / "_data" / name)
+
+
+def raw_series() -> dict[str, tuple[pd.DatetimeIndex, np.ndarray, str | None]]:
+    """name -> (timestamps, values, frequency to impose or None to infer); all ship offline."""
     from statsmodels import datasets as D
     from statsmodels.datasets import elec_equip
 
-    co2 = D.co2.load_pandas().data["co2"].resample("MS").mean().interpolate().to_numpy()
-    sun = D.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy()
-    el = D.elnino.load_pandas().data.drop(columns="YEAR").to_numpy().reshape(-1)
+    out = {}
+    sun = D.sunspots.load_pandas().data
+    out["sunspots"] = (pd.to_datetime(sun["YEAR"].astype(int).astype(str), format="%Y"), sun["SUNACTIVITY"], None)
+    nile = D.nile.load_pandas().data
+    out["nile"] = (pd.to_datetime(nile["year"].astype(int).astype(str), format="%Y"), nile["volume"], None)
+    fert = D.fertility.load_pandas().data.set_index("Country Name")
+    years = [c for c in fert.columns if c.isdigit()]
+    for country in FERTILITY_COUNTRIES:
+        v = fert.loc[country, years].astype(float)
+        out[f"fertility_{country.lower().replace(' ', '_')}"] = (pd.to_datetime(years, format="%Y"), v.to_numpy(), None)
     macro = D.macrodata.load_pandas().data
-    nile = D.nile.load_pandas().data["volume"].to_numpy()
-    ee = elec_equip.load().data.iloc[:, 0].to_numpy()
-    return {
-        "co2": (co2, 12, 12), "sunspots": (sun, 11, 11), "elnino": (el, 12, 12),
-        "realgdp": (macro["realgdp"].to_numpy(), 4, 8), "cpi": (macro["cpi"].to_numpy(), 4, 8),
-        "unemp": (macro["unemp"].to_numpy(), 4, 8), "nile": (nile, 1, 10), "elec_equip": (ee, 12, 12),
-    }
+    q = pd.PeriodIndex.from_fields(year=macro["year"].astype(int), quarter=macro["quarter"].astype(int), freq="Q").to_timestamp()
+    for col in MACRO:
+        out[col] = (q, macro[col], None)
+    dan = D.danish_data.load_pandas().data
+    for col in ("lrm", "lry"):
+        out[f"danish_{col}"] = (pd.DatetimeIndex(dan.index), dan[col], None)
+    co2 = D.co2.load_pandas().data["co2"].resample("MS").mean().interpolate()
+    out["co2"] = (co2.index, co2, None)
+    el = D.elnino.load_pandas().data
+    el_v = el.drop(columns="YEAR").to_numpy().reshape(-1)
+    el_d = pd.date_range(f"{int(el['YEAR'].iloc[0])}-01-01", periods=el_v.size, freq="MS")
+    out["elnino"] = (el_d, el_v, None)
+    ee = elec_equip.load().data.iloc[:, 0]
+    out["elec_equip"] = (pd.DatetimeIndex(ee.index), ee, None)
+    emp = _vega("us-employment.csv")
+    for col in EMPLOYMENT:
+        out[f"employment_{col}"] = (pd.to_datetime(emp["month"]), emp[col], None)
+    st = _vega("stocks.csv")
+    for sym in STOCKS:
+        g = st[st.symbol == sym]
+        out[f"stock_{sym.lower()}"] = (pd.to_datetime(g["date"], format="%b %d %Y"), g["price"], None)
+    w = _vega("seattle-weather.csv")
+    for col in WEATHER:
+        out[f"seattle_{col}"] = (pd.to_datetime(w["date"]), w[col], None)
+    for name, file in (("seattle_temp_hourly", "seattle-temps.csv"), ("sf_temp_hourly", "sf-temps.csv")):
+        t = _vega(file)
+        # the 2010 files miss an hour or so; placed on the hourly grid, gaps are interpolated
+        out[name] = (pd.to_datetime(t["date"]), t["temp"], "h")
+    return out
+
+
+def _frequency_group(freq: str) -> str:
+    m = season_length_for_freq(freq)
+    return {1: "yearly", 4: "quarterly", 12: "monthly", 7: "daily", 24: "hourly"}[m]
+
+
+def load_series(max_history: int = 1000) -> dict[str, dict]:
+    """name -> {values, dates, freq, season, group, horizon}, through fuse's own time handling."""
+    from fuse.forecast.series import as_series
+
+    out = {}
+    for name, (dates, values, freq) in raw_series().items():
+        reg = regular_index(pd.DatetimeIndex(dates), np.asarray(values, dtype=np.float64), freq)
+        group = _frequency_group(reg.freq)
+        y = as_series(reg.values, name=name)
+        out[name] = {"values": y[-(max_history + HORIZONS[group] * 3):], "freq": reg.freq,
+                     "season": season_length_for_freq(reg.freq), "group": group, "horizon": HORIZONS[group]}
+    return out
+
+
+def described_series() -> dict[str, tuple[np.ndarray, int, int]]:
+    """The eight series with a hand-written description: name -> (values, season, horizon)."""
+    s = load_series(max_history=10**6)
+    return {k: (s[k]["values"], s[k]["season"], s[k]["horizon"]) for k in DESCRIPTIONS}
 
 
 def qcol(model: str, q: float) -> str:
     return f"{model}-q{int(round(q * 100))}"
+
+
+#: Median ensembles measured: name -> members.
+ENSEMBLES = {
+    "median(ets,theta,fracast)": ("auto_ets", "auto_theta", "fracast"),
+    "median(ets,arima,fracast)": ("auto_ets", "auto_arima", "fracast"),
+    "median(ets,arima,theta,fracast)": ("auto_ets", "auto_arima", "auto_theta", "fracast"),
+    "median(ets,theta)": ("auto_ets", "auto_theta"),
+    "median(ets,fracast)": ("auto_ets", "fracast"),
+    "median(ets,arima)": ("auto_ets", "auto_arima"),
+    "median(arima,fracast)": ("auto_arima", "fracast"),
+    "median(arima,theta,fracast)": ("auto_arima", "auto_theta", "fracast"),
+    "median(ets,arima,theta)": ("auto_ets", "auto_arima", "auto_theta"),
+}
+BASELINES = ["naive", "seasonal_naive", "auto_ets", "auto_arima", "auto_theta"]
+#: The CLI's default before seasons were inferred: AutoETS with season length 1 on every series.
+OLD_DEFAULT = "auto_ets(season=1)"
+#: The ensemble registered as ``ensemble`` in fuse.forecast.registry (ENSEMBLE_MEMBERS).
+REGISTERED_ENSEMBLE = "median(ets,arima,fracast)"
 
 
 def evaluate(rows: list[dict], train: list[dict], models: list[str]) -> pd.DataFrame:
@@ -78,19 +175,20 @@ def evaluate(rows: list[dict], train: list[dict], models: list[str]) -> pd.DataF
     for uid, g in df.groupby("unique_id"):
         m = int(g["season"].iloc[0])
         tr = train_df[train_df.unique_id == uid]
-        present = [mod for mod in models if g[mod].notna().all()]
+        present = [mod for mod in models if mod in g and g[mod].notna().all()]
         if not present:
             continue
         a = mase(g[["unique_id", "ds", "y", *present]], present, seasonality=m, train_df=tr)
         c = scaled_crps(g[["unique_id", "ds", "y", *[qcol(mod, q) for mod in present for q in QUANTILES]]],
                         {mod: [qcol(mod, q) for q in QUANTILES] for mod in present}, np.array(QUANTILES))
         for mod in present:
-            out.append({"unique_id": uid, "series": uid.split("|")[0], "model": mod,
+            out.append({"unique_id": uid, "series": uid.split("|")[0], "group": g["group"].iloc[0], "model": mod,
                         "mase": float(a[mod].iloc[0]), "scrps": float(c[mod].iloc[0])})
     return pd.DataFrame(out)
 
 
 def gmean_ratio(scores: pd.DataFrame, metric: str, baseline: str = "seasonal_naive") -> dict[str, float]:
+    """Geometric mean over windows of ``metric(model) / metric(baseline)`` (windows with a zero dropped)."""
     piv = scores.pivot(index="unique_id", columns="model", values=metric)
     res = {}
     for mod in piv.columns:
@@ -100,138 +198,232 @@ def gmean_ratio(scores: pd.DataFrame, metric: str, baseline: str = "seasonal_nai
     return res
 
 
+def _forecasters(names: list[str], seed: int) -> tuple[dict, dict]:
+    """Builders ``season -> Forecaster`` per model, and the seconds spent training/loading each."""
+    built, seconds = {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        if name in BASELINES:
+            built[name] = lambda m, name=name: get_forecaster(name, season_length=m)
+        elif name == OLD_DEFAULT:  # what `fuse forecast` did before: AutoETS without a season
+            built[name] = lambda m: get_forecaster("auto_ets", season_length=1)
+        elif name == "fracast-full":  # the whole history, not cut to whole seasons
+            f = get_forecaster("fracast", season_length=1)
+            built[name] = lambda m, f=f: f
+        elif name == "fracast":
+            f = get_forecaster("fracast")
+            built[name] = lambda m, f=f: (setattr(f, "season_length", m), f)[1]
+        elif name == "calmflow":
+            from fuse.forecast.calmflow import CaLMFlowForecaster
+
+            f = CaLMFlowForecaster.pretrained()  # trained once with the config's seed, then cached
+            built[name] = lambda m, f=f: (setattr(f, "season_length", m), f)[1]
+        elif name.startswith("llmtime"):
+            f = get_forecaster(name, max_history=96, batch_size=8)
+            built[name] = lambda m, f=f: (setattr(f, "season_length", m), f)[1]
+        else:
+            raise ValueError(f"unknown benchmark model {name!r}")
+        seconds[name] = time.perf_counter() - t0
+    return built, seconds
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cutoffs", type=int, default=3)
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--lm-samples", type=int, default=8)
-    ap.add_argument("--lm-history", type=int, default=96)
-    ap.add_argument("--lm-cutoffs", type=int, default=None, help="run the LM forecasters on the last N cut-offs (default: all)")
+    ap.add_argument("--lm-cutoffs", type=int, default=1, help="run the LM forecaster on the last N cut-offs")
     ap.add_argument("--no-lm", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="2 series, 1 cut-off (smoke test)")
+    ap.add_argument("--no-calmflow", action="store_true")
+    ap.add_argument("--max-history", type=int, default=1000, help="values of history each forecaster gets")
+    ap.add_argument("--quick", action="store_true", help="one series per frequency, 1 cut-off (smoke test)")
+    ap.add_argument("--dump", default=None, help="also write every window's forecasts to this CSV (for analysis)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 avoids OpenMP spin-waiting when other jobs share the 2 cores)")
-    ap.add_argument("--models", default=None,
-                    help="comma-separated models to run and merge into the existing results (e.g. calmflow,calmflow+text)")
     ap.add_argument("--optimize-descriptions", action="store_true",
                     help="only run the cross-tokenizer description optimization and merge it into the results")
     ap.add_argument("--desc-primary", default="bundled:minilm-l6", help="whose tokens the description is written in")
     ap.add_argument("--desc-budget", type=int, default=64, help="exact evaluations per optimization")
+    ap.add_argument("--lm-history", type=int, default=96, help="values in the LM prompt (description optimization)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("fuse").setLevel(logging.WARNING)
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.optimize_descriptions:
         return optimize_descriptions(args)
-    series = load_series()
+    series = load_series(args.max_history)
     if args.quick:
-        series = dict(list(series.items())[:2])
+        first = {}
+        for k, v in series.items():
+            first.setdefault(v["group"], k)
+        series = {k: series[k] for k in first.values()}
         args.cutoffs = 1
-    lm_cutoffs = min(args.cutoffs, args.lm_cutoffs or args.cutoffs)
-    fast = ["naive", "seasonal_naive", "auto_ets", "auto_arima", "fracast", "chronos-tiny", "calmflow", "calmflow+text"]
-    lm_models = [] if args.no_lm else ["llmtime:smollm2-135m", "llmtime:smollm2-135m+text"]
-    if args.models:
-        chosen = [m.strip() for m in args.models.split(",") if m.strip()]
-        unknown = [m for m in chosen if m not in fast + ["llmtime:smollm2-135m", "llmtime:smollm2-135m+text"]]
-        if unknown:
-            ap.error(f"unknown benchmark models {unknown}")
-        lm_models = [m for m in chosen if m.startswith("llmtime")]
-        fast = ["seasonal_naive", *[m for m in chosen if m in fast and m != "seasonal_naive"]]
+    lm_cutoffs = min(args.cutoffs, args.lm_cutoffs)
+    fast = [*BASELINES, OLD_DEFAULT, "fracast", "fracast-full"] + ([] if args.no_calmflow else ["calmflow"])
+    lm_models = [] if args.no_lm else ["llmtime:smollm2-135m"]
+    built, fit_seconds = _forecasters(fast + lm_models, args.seed)
     models = fast + lm_models
-    built, fit_seconds = {}, {}
-    for name in fast:
-        base = name.removesuffix("+text")
-        if base in built or base in ("naive", "seasonal_naive", "auto_ets", "auto_arima"):
-            continue
-        t0 = time.perf_counter()
-        if base == "calmflow":  # trained here (seeded, ~1 min on one thread) so its cost is measured
-            from fuse.forecast.calmflow import CaLMFlowForecaster
-
-            built[base] = CaLMFlowForecaster().fit(seed=args.seed)
-        else:
-            built[base] = get_forecaster(base)
-        fit_seconds[base] = time.perf_counter() - t0
-        logger.info("%s ready in %.1fs", base, fit_seconds[base])
-    lm = None
-    if lm_models:
-        from fuse.forecast.lm import LMForecaster
-
-        lm = LMForecaster("bundled:smollm2-135m", max_history=args.lm_history, batch_size=args.lm_samples)
-    rows, train, runtime = [], [], {m: [] for m in models}
-    for sname, (y, season, h) in series.items():
-        y = np.asarray(y, dtype=np.float64)
+    rows, train, runtime = [], [], {m: [] for m in models + list(ENSEMBLES)}
+    group_runtime = {}
+    for sname, s in series.items():
+        y, season, h = s["values"], s["season"], s["horizon"]
         for k in range(args.cutoffs, 0, -1):
             cut = len(y) - k * h
-            hist, fut = y[:cut], y[cut:cut + h]
+            hist, fut = y[:cut][-args.max_history:], y[cut:cut + h]
             uid = f"{sname}|{args.cutoffs - k}"
-            win = {"unique_id": [uid] * h, "ds": np.arange(cut, cut + h), "y": fut, "season": [season] * h}
-            train += [{"unique_id": uid, "ds": i, "y": v} for i, v in enumerate(hist)]
+            win = {"unique_id": [uid] * h, "ds": np.arange(cut, cut + h), "y": fut, "season": [season] * h,
+                   "group": [s["group"]] * h}
+            train += [{"unique_id": uid, "ds": cut - len(hist) + i, "y": v} for i, v in enumerate(hist)]
+            qs = {}
             for mod in models:
                 if mod in lm_models and k > lm_cutoffs:
-                    win[mod] = [np.nan] * h
-                    for q in QUANTILES:
-                        win[qcol(mod, q)] = [np.nan] * h
                     continue
-                base = mod.removesuffix("+text")
-                f = built.get(base) if base in built else lm
-                if f is None and mod in fast:
-                    f = get_forecaster(mod, season_length=season)
-                desc = DESCRIPTIONS[sname] if mod.endswith("+text") else None
+                f = built[mod](season)
+                if len(hist) < f.min_context:  # e.g. calmflow needs 48 values; scored on the windows it ran on
+                    logger.info("%s %s: history %d < %d, skipped", uid, mod, len(hist), f.min_context)
+                    continue
                 t = time.perf_counter()
                 n = args.lm_samples if mod in lm_models else args.samples
-                fc = f.predict(hist, h, n_samples=n, seed=args.seed, description=desc)
+                fc = f.predict(hist, h, n_samples=n, seed=args.seed)
                 runtime[mod].append(time.perf_counter() - t)
-                win[mod] = fc.median
-                for j, q in enumerate(QUANTILES):
-                    win[qcol(mod, q)] = fc.quantiles[:, j]
+                qs[mod] = fc.quantiles
                 logger.info("%s %s: %.2fs", uid, mod, runtime[mod][-1])
+            for ens, members in ENSEMBLES.items():
+                qs[ens] = median_quantiles([qs[m] for m in members])
+                runtime[ens].append(sum(runtime[m][-1] for m in members))
+            for mod in qs:
+                group_runtime.setdefault(s["group"], {}).setdefault(mod, []).append(runtime[mod][-1])
+            for mod, q in qs.items():
+                win[mod] = q[:, QUANTILES.index(0.5)]
+                for j, lv in enumerate(QUANTILES):
+                    win[qcol(mod, lv)] = q[:, j]
             rows += pd.DataFrame(win).to_dict("records")
-    scores = evaluate(rows, train, models)
-    rel_mase, rel_crps = gmean_ratio(scores, "mase"), gmean_ratio(scores, "scrps")
-    everywhere = fast + (lm_models if lm_cutoffs == args.cutoffs else [])
-    full = scores[scores.model.isin(everywhere)]
-    fr_mase, fr_crps = gmean_ratio(full, "mase"), gmean_ratio(full, "scrps")
-    lm_windows = {f"{s}|{args.cutoffs - k}" for s in series for k in range(1, lm_cutoffs + 1)}
-    last = scores[scores.unique_id.isin(lm_windows)]
-    lr_mase, lr_crps = gmean_ratio(last, "mase"), gmean_ratio(last, "scrps")
-    per_series = scores.groupby(["series", "model"])[["mase", "scrps"]].mean().reset_index()
-    figures = {
-        "all_windows": {m: {"rel_mase_gmean": fr_mase[m], "rel_crps_gmean": fr_crps[m],
-                            "mase_mean": float(full[full.model == m].mase.mean()),
-                            "scrps_mean": float(full[full.model == m].scrps.mean()),
-                            "seconds_per_forecast": float(np.mean(runtime[m]))} for m in everywhere},
-        "last_cutoff": {m: {"rel_mase_gmean": lr_mase[m], "rel_crps_gmean": lr_crps[m],
-                            "mase_mean": float(last[last.model == m].mase.mean()),
-                            "scrps_mean": float(last[last.model == m].scrps.mean()),
-                            "seconds_per_forecast": float(np.mean(runtime[m]))} for m in models if m in lr_mase},
-        "per_series": per_series.to_dict("records"),
-        "windows": int(scores.unique_id.nunique()),
-    }
-    del rel_mase, rel_crps
-    figures["lm_windows"] = len(lm_windows)
-    if fit_seconds:
-        figures["fit_seconds"] = fit_seconds
-    for key, (a, b) in {"text_description_effect": ("llmtime:smollm2-135m", "llmtime:smollm2-135m+text"),
-                        "calmflow_text_effect": ("calmflow", "calmflow+text")}.items():
-        if a in lr_mase and b in lr_mase:
-            figures[key] = {"rel_mase_ratio": lr_mase[b] / lr_mase[a], "rel_crps_ratio": lr_crps[b] / lr_crps[a]}
-    config = {"series": {s: {"length": int(len(v[0])), "season": v[1], "horizon": v[2]} for s, v in series.items()},
+    everywhere = fast + list(ENSEMBLES)
+    all_models = everywhere + lm_models
+    if args.dump:
+        pd.DataFrame(rows).to_csv(args.dump, index=False)
+    scores = evaluate(rows, train, all_models)
+    figures = summarize(scores, everywhere, lm_models, runtime, series, args.cutoffs, lm_cutoffs)
+    n_windows = scores.unique_id.nunique()
+    figures["skipped"] = {m: int(n_windows - scores[scores.model == m].unique_id.nunique()) for m in everywhere
+                          if scores[scores.model == m].unique_id.nunique() < n_windows}
+    figures["seconds_per_forecast_per_frequency"] = {g: {m: float(np.mean(v)) for m, v in d.items()}
+                                                     for g, d in group_runtime.items()}
+    figures["fit_seconds"] = fit_seconds
+    config = {"series": {k: {"length": int(len(v["values"])), "freq": v["freq"], "season": v["season"],
+                             "group": v["group"], "horizon": v["horizon"]} for k, v in series.items()},
               "cutoffs": args.cutoffs, "samples": args.samples, "lm_samples": args.lm_samples,
-              "lm_history": args.lm_history, "lm_cutoffs": lm_cutoffs, "quick": args.quick, "models": models,
+              "lm_cutoffs": lm_cutoffs, "max_history": args.max_history, "quick": args.quick,
+              "models": everywhere, "lm_models": lm_models, "ensembles": {k: list(v) for k, v in ENSEMBLES.items()},
               "metrics": "utilsforecast.losses.mase / scaled_crps; gmean of ratio to seasonal_naive per window",
               "torch_threads": torch.get_num_threads()}
     name = "forecasting_quick" if args.quick else "forecasting"
-    if args.models:
-        figures, config = merge(RESULTS / f"{name}.json", figures, config, [m for m in models if m != "seasonal_naive"])
+    old = RESULTS / f"{name}.json"
+    if old.is_file():  # keep the description optimization, which --optimize-descriptions adds
+        prev = json.loads(old.read_text())
+        if "description_optimization" in prev["figures"]:
+            figures["description_optimization"] = prev["figures"]["description_optimization"]
+            config["description_optimization"] = prev["config"].get("description_optimization", {})
     md = render_markdown(figures, config)
     write_results(name, config=config, seed=args.seed, figures=figures, markdown=md,
-                  extra_packages=["statsforecast", "utilsforecast", "statsmodels", "fracast", "pandas"])
-    plot(figures, config["models"], [m for m in config["models"] if m in figures["all_windows"]], RESULTS / f"{name}.png")
+                  extra_packages=["statsforecast", "utilsforecast", "statsmodels", "vega_datasets", "fracast", "pandas"])
+    plot(figures, RESULTS / f"{name}.png")
     print(md)
     return 0
+
+
+def summarize(scores, everywhere, lm_models, runtime, series, cutoffs, lm_cutoffs) -> dict:
+    """Overall, per-frequency and LM-subset tables of the scores."""
+    def table(sub, models):
+        rm, rc = gmean_ratio(sub, "mase"), gmean_ratio(sub, "scrps")
+        return {m: {"rel_mase_gmean": rm[m], "rel_crps_gmean": rc[m], "mase_mean": float(sub[sub.model == m].mase.mean()),
+                    "scrps_mean": float(sub[sub.model == m].scrps.mean()),
+                    "seconds_per_forecast": float(np.mean(runtime[m])) if runtime[m] else float("nan")}
+                for m in models if m in rm}
+
+    full = scores[scores.model.isin(everywhere)]
+    groups = [g for g in HORIZONS if g in set(full.group)]
+    figures = {
+        "all_windows": table(full, everywhere),
+        "per_frequency": {g: table(full[full.group == g], everywhere) for g in groups},
+        "windows_per_frequency": {g: int(full[full.group == g].unique_id.nunique()) for g in groups},
+        "series_per_frequency": {g: sum(1 for s in series.values() if s["group"] == g) for g in groups},
+        "windows": int(full.unique_id.nunique()),
+        "per_series": full.groupby(["series", "model"])[["mase", "scrps"]].mean().reset_index().to_dict("records"),
+    }
+    if lm_models:
+        lm_windows = set(scores[scores.model.isin(lm_models)].unique_id)
+        last = scores[scores.unique_id.isin(lm_windows)]
+        figures["lm_subset"] = table(last, everywhere + lm_models)
+        figures["lm_windows"] = len(lm_windows)
+    stats = [m for m in BASELINES if m in figures["all_windows"]]
+    aw = figures["all_windows"]
+    figures["best_baseline"] = min(stats, key=lambda m: aw[m]["rel_mase_gmean"])
+    figures["best_model"] = min(aw, key=lambda m: (aw[m]["rel_mase_gmean"], aw[m]["rel_crps_gmean"]))
+    return figures
+
+
+_KEYS = ("rel_mase_gmean", "rel_crps_gmean", "mase_mean", "scrps_mean", "seconds_per_forecast")
+
+
+def _family(m: str) -> str:
+    if m == OLD_DEFAULT:
+        return "statistical (the CLI's old default)"
+    if m in BASELINES:
+        return "statistical (statsforecast)"
+    if m.startswith("median("):
+        return "median ensemble"
+    return "fuse"
+
+
+def render_markdown(figures: dict, config: dict) -> str:
+    """The results page, from the figures alone."""
+    aw = figures["all_windows"]
+    models = [m for m in config["models"] if m in aw]
+    header = ["model", "family", "rel. MASE (gmean)", "rel. sCRPS (gmean)", "mean MASE", "mean sCRPS", "s / forecast"]
+    t1 = [[m, _family(m), *[aw[m][k] for k in _KEYS]] for m in models]
+    groups = [g for g in HORIZONS if g in figures["per_frequency"]]
+    per_freq_head = ["model", *[f"{g} ({figures['series_per_frequency'][g]} series) MASE" for g in groups],
+                     *[f"{g} sCRPS" for g in groups]]
+    pf = figures["per_frequency"]
+    t2 = [[m, *[pf[g][m]["rel_mase_gmean"] for g in groups], *[pf[g][m]["rel_crps_gmean"] for g in groups]] for m in models]
+    ps = {(r["series"], r["model"]): r["mase"] for r in figures["per_series"]}
+    series = config["series"]
+    order = sorted(series, key=lambda s: (list(HORIZONS).index(series[s]["group"]), s))
+    t3 = [[s, series[s]["group"], series[s]["season"], *[float(ps.get((s, m), float("nan"))) for m in models]] for s in order]
+    best, bb = figures["best_model"], figures["best_baseline"]
+    n_series = len(series)
+    counts = ", ".join(f"{figures['series_per_frequency'][g]} {g}" for g in groups)
+    md = (f"{n_series} real series ({counts}), "
+          f"{config['cutoffs']} rolling cut-offs each ({figures['windows']} windows); horizons "
+          f"{ {g: HORIZONS[g] for g in groups} }; season length from the inferred frequency "
+          f"(yearly 1, quarterly 4, monthly 12, daily 7, hourly 24); at most {config['max_history']} values of history. "
+          "Ratios are to SeasonalNaive per window, geometric mean over windows (lower is better); metrics from "
+          "utilsforecast (`mase`, `scaled_crps` over the 9 quantiles 0.1…0.9). `fracast` gets its context cut to whole "
+          "seasons, `fracast-full` the whole history. Ensembles: quantile-wise median of the members' forecasts. "
+          "A model that needs a longer history than a window has (calmflow: 48 values) is scored on the windows it ran "
+          f"on ({figures.get('skipped', {})} windows skipped).\n\n"
+          "## All windows\n\n" + markdown_table(header, t1) +
+          f"\n\nBest: **{best}** (rel. MASE {aw[best]['rel_mase_gmean']:.3f}, rel. sCRPS {aw[best]['rel_crps_gmean']:.3f}); "
+          f"best single statistical baseline: **{bb}** (rel. MASE {aw[bb]['rel_mase_gmean']:.3f}, "
+          f"rel. sCRPS {aw[bb]['rel_crps_gmean']:.3f}).\n\n"
+          "## Per frequency (geometric-mean ratio to SeasonalNaive)\n\n" + markdown_table(per_freq_head, t2))
+    if "lm_subset" in figures:
+        ls = figures["lm_subset"]
+        lm_rows = [[m, _family(m), *[ls[m][k] for k in _KEYS]] for m in [*models, *config.get("lm_models", [])] if m in ls]
+        md += (f"\n\n## The {figures['lm_windows']} windows the LM forecaster ran on (last {config['lm_cutoffs']} cut-off(s), "
+               f"{config['lm_samples']} samples, last 96 values in the prompt)\n\n" + markdown_table(header, lm_rows))
+    md += "\n\n## Mean MASE per series\n\n" + markdown_table(["series", "frequency", "season", *models], t3)
+    if figures.get("fit_seconds"):
+        md += ("\n\nLoading / training time (seconds, excluded from s / forecast): "
+               + ", ".join(f"{m} {v:.1f}" for m, v in sorted(figures["fit_seconds"].items())) + ".\n")
+    if "description_optimization" in figures:
+        md += _description_markdown(figures["description_optimization"], config.get("description_optimization", {}))
+    return md
 
 
 def optimize_descriptions(args) -> int:
@@ -256,7 +448,7 @@ def optimize_descriptions(args) -> int:
     primary = fuse.load(args.desc_primary)
     f = LMForecaster(lm_bb, max_history=args.lm_history)
     rows = []
-    for sname, (y, season, h) in load_series().items():
+    for sname, (y, season, h) in described_series().items():
         y = np.asarray(y, dtype=np.float64)
         hist, fut = y[:-h], y[-h:]
         body, _ = f.prompt(hist)
@@ -309,93 +501,6 @@ def _history_nll(f, hist: np.ndarray, description: str | None) -> float:
     return float(torch.nn.functional.cross_entropy(logits, ids[0, n_pre:]))
 
 
-BASELINES = ["naive", "seasonal_naive", "auto_ets", "auto_arima"]
-_KEYS = ("rel_mase_gmean", "rel_crps_gmean", "mase_mean", "scrps_mean", "seconds_per_forecast")
-
-
-def merge(path: Path, new: dict, new_config: dict, added: list[str]) -> tuple[dict, dict]:
-    """Put the figures of ``added`` models from this run into the results at ``path``; the rest stay as they are."""
-    if not path.is_file():
-        raise SystemExit(f"--models merges into {path}, which does not exist; run the full benchmark first")
-    old = json.loads(path.read_text())
-    fig, cfg = old["figures"], old["config"]
-    for k in ("series", "cutoffs", "samples", "lm_cutoffs"):
-        if cfg.get(k) != new_config[k]:
-            raise SystemExit(f"cannot merge: {k} differs from the committed run ({cfg.get(k)!r} vs {new_config[k]!r})")
-    check = new["all_windows"]["seasonal_naive"]
-    for k in ("mase_mean", "scrps_mean"):  # the shared denominator must be reproduced exactly
-        if not np.isclose(check[k], fig["all_windows"]["seasonal_naive"][k], rtol=1e-9):
-            raise SystemExit(f"cannot merge: seasonal_naive {k} {check[k]} differs from the committed run")
-    for table in ("all_windows", "last_cutoff"):
-        for m in added:
-            if m in new[table]:
-                fig[table][m] = new[table][m]
-    fig["per_series"] = [r for r in fig["per_series"] if r["model"] not in added] + \
-        [r for r in new["per_series"] if r["model"] in added]
-    if "fit_seconds" in new:
-        fig.setdefault("fit_seconds", {}).update(new["fit_seconds"])
-    for key in ("calmflow_text_effect", "text_description_effect"):
-        if key in new and all(m in added for m in (["calmflow"] if key.startswith("calmflow") else ["llmtime:smollm2-135m"])):
-            fig[key] = new[key]
-    cfg["models"] = cfg["models"] + [m for m in added if m not in cfg["models"]]
-    cfg.setdefault("base_run_date", old["date"])
-    runs = [r for r in cfg.get("merged_runs", []) if set(r["models"]) - set(added)]
-    cfg["merged_runs"] = runs + [{"models": added, "torch_threads": new_config["torch_threads"]}]
-    return fig, cfg
-
-
-def render_markdown(figures: dict, config: dict) -> str:
-    """The results page, from the figures alone (so a merged run renders like a full one)."""
-    models = config["models"]
-    everywhere = [m for m in models if m in figures["all_windows"]]
-    order = list(DESCRIPTIONS)  # load_series() order (the JSON config is key-sorted)
-    series = {s: config["series"][s] for s in sorted(config["series"], key=lambda s: (order.index(s) if s in order else len(order), s))}
-    aw = figures["all_windows"]
-    fuse_models = [m for m in everywhere if m not in BASELINES]
-    best_fuse = min(fuse_models, key=lambda m: aw[m]["rel_crps_gmean"])
-    best_base = min((m for m in BASELINES if m in aw), key=lambda m: aw[m]["rel_crps_gmean"])
-    figures["best_fuse_model"] = {"name": best_fuse, "rel_mase": aw[best_fuse]["rel_mase_gmean"], "rel_crps": aw[best_fuse]["rel_crps_gmean"]}
-    figures["best_baseline"] = {"name": best_base, "rel_mase": aw[best_base]["rel_mase_gmean"], "rel_crps": aw[best_base]["rel_crps_gmean"]}
-    header = ["model", "family", "rel. MASE (gmean)", "rel. sCRPS (gmean)", "mean MASE", "mean sCRPS", "s / forecast"]
-    fam = {m: ("baseline (statsforecast)" if m in BASELINES else "fuse") for m in models}
-    t1 = [[m, fam[m], *[aw[m][k] for k in _KEYS]] for m in everywhere]
-    t2 = [[m, fam[m], *[figures["last_cutoff"][m][k] for k in _KEYS]] for m in models if m in figures["last_cutoff"]]
-    ps = {(r["series"], r["model"]): r["mase"] for r in figures["per_series"]}
-    ps_rows = [[s, *[float(ps.get((s, m), float("nan"))) for m in everywhere]] for s in series]
-    n_lm, lm_cutoffs = figures["lm_windows"], config["lm_cutoffs"]
-    fb, bb = figures["best_fuse_model"], figures["best_baseline"]
-    md = (f"{len(series)} series, {config['cutoffs']} rolling cut-offs each ({figures['windows']} windows), horizons "
-          f"{ {s: v['horizon'] for s, v in series.items()} }. Ratios are to SeasonalNaive (lower is better); metrics from "
-          "utilsforecast (`mase`, `scaled_crps` over the 9 quantiles 0.1…0.9).\n\n"
-          "## All windows\n\n" + markdown_table(header, t1) +
-          f"\n\nBest fuse model: **{best_fuse}** (rel. MASE {fb['rel_mase']:.3f}, rel. sCRPS {fb['rel_crps']:.3f}); "
-          f"best baseline: **{best_base}** (rel. MASE {bb['rel_mase']:.3f}, rel. sCRPS {bb['rel_crps']:.3f}).\n\n"
-          f"LM forecasters: {config['lm_samples']} samples per forecast, last {config['lm_history']} values in the prompt, "
-          f"run on the last {lm_cutoffs} cut-off(s) of each series ({n_lm} windows).\n\n"
-          + (f"## The {n_lm} windows the LM forecasters ran on\n\n" + markdown_table(header, t2) + "\n\n"
-             if lm_cutoffs < config["cutoffs"] else "")
-          + "## Mean MASE per series (all windows)\n\n" + markdown_table(["series", *everywhere], ps_rows))
-    if "text_description_effect" in figures:
-        e = figures["text_description_effect"]
-        md += (f"\n\nText description (prompt-as-prefix) for LLMTime/SmolLM2: rel. MASE ×{e['rel_mase_ratio']:.3f}, "
-               f"rel. sCRPS ×{e['rel_crps_ratio']:.3f} relative to no description (< 1 means it helped).\n")
-    if "calmflow_text_effect" in figures:
-        e = figures["calmflow_text_effect"]
-        md += (f"\nText description for CaLMFlow (reduced to its keyword vocabulary): rel. MASE ×{e['rel_mase_ratio']:.3f}, "
-               f"rel. sCRPS ×{e['rel_crps_ratio']:.3f} relative to no description (< 1 means it helped).\n")
-    if figures.get("fit_seconds"):
-        md += ("\nTraining time (seconds, excluded from s / forecast): "
-               + ", ".join(f"{m} {v:.0f}" for m, v in sorted(figures["fit_seconds"].items())) + ".\n")
-    if "description_optimization" in figures:
-        md += _description_markdown(figures["description_optimization"], config.get("description_optimization", {}))
-    merged = config.get("merged_runs")
-    if merged:
-        md += "".join(f"\nRows for {', '.join(r['models'])} were added by a later `--models` run "
-                      f"({r['torch_threads']} torch thread(s)); the other rows are from the run of {config['base_run_date']}.\n"
-                      for r in merged)
-    return md
-
-
 def _description_markdown(d: dict, cfg: dict) -> str:
     rows, s = d["rows"], d["summary"]
     labels = [("none", "no description"), ("fixed", "hand-written"), ("random", "random search"), ("gcg", "GCG via adapter")]
@@ -414,25 +519,33 @@ def _description_markdown(d: dict, cfg: dict) -> str:
             "vs random search.\n\nOptimized descriptions:\n\n" + texts + "\n")
 
 
-def plot(figures, models, fast, path):
+def plot(figures, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("all_windows", "all windows", fast)]
-    if figures.get("lm_windows", 0) < figures["windows"]:
-        panels.append(("last_cutoff", "windows with LM runs", models))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1, 3.8), squeeze=False)
-    for ax, (key, title, ms) in zip(axes[0], panels):
-        ms = [m for m in ms if m in figures[key]]
-        x = np.arange(len(ms))
-        ax.bar(x - 0.2, [figures[key][m]["rel_mase_gmean"] for m in ms], 0.4, label="rel. MASE")
-        ax.bar(x + 0.2, [figures[key][m]["rel_crps_gmean"] for m in ms], 0.4, label="rel. sCRPS")
+    groups = [g for g in HORIZONS if g in figures["per_frequency"]]
+    aw = figures["all_windows"]
+    models = sorted(aw, key=lambda m: aw[m]["rel_mase_gmean"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.4]})
+    x = np.arange(len(models))
+    axes[0].bar(x - 0.2, [aw[m]["rel_mase_gmean"] for m in models], 0.4, label="rel. MASE")
+    axes[0].bar(x + 0.2, [aw[m]["rel_crps_gmean"] for m in models], 0.4, label="rel. sCRPS")
+    axes[0].set_xticks(x, models, rotation=40, ha="right", fontsize=7)
+    axes[0].set_title(f"all {figures['windows']} windows: gmean ratio to SeasonalNaive", fontsize=9)
+    axes[0].legend(fontsize=8)
+    shown = [m for m in models if not m.startswith("median(") or m in (figures["best_model"], REGISTERED_ENSEMBLE)][:9]
+    w = 0.8 / len(shown)
+    gx = np.arange(len(groups))
+    for i, m in enumerate(shown):
+        axes[1].bar(gx + (i - len(shown) / 2 + 0.5) * w, [figures["per_frequency"][g][m]["rel_mase_gmean"] for g in groups], w, label=m)
+    axes[1].set_xticks(gx, groups, fontsize=8)
+    axes[1].set_yscale("log")
+    axes[1].set_title("rel. MASE per frequency (log scale)", fontsize=9)
+    axes[1].legend(fontsize=7, ncol=2)
+    for ax in axes:
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set_xticks(x, ms, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"geometric mean ratio to SeasonalNaive ({title})", fontsize=9)
-        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -8,51 +8,63 @@ logger = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
+    from fuse.forecast.pipeline import ForecastConfig
+    from fuse.forecast.registry import DEFAULT_MODEL
+
+    d = ForecastConfig()
     p = sub.add_parser("forecast", help="forecast a series read from a CSV file (quantiles to CSV, optional plot)",
-                       description="Reads the 'value' column (else the last numeric column) of a CSV file and writes "
-                                   "one row per future step: step, median, q0.1 ... q0.9.")
+                       description="Reads the 'value' column (else the last numeric column) of a CSV file and, when a "
+                                   "column holds dates, their frequency; the season length follows from it (12 monthly, "
+                                   "4 quarterly, 7 daily, 24 hourly, ...) or, without dates, from an autocorrelation test. "
+                                   "Writes one row per future step: the date (when the input had dates), step, median, "
+                                   "q0.1 ... q0.9.")
     p.add_argument("csv", nargs="?", help="input CSV file")
-    p.add_argument("--model", default="auto_ets", help="forecaster name (default auto_ets; --list shows all)")
-    p.add_argument("--horizon", type=int, help="number of future steps")
+    p.add_argument("--model", default=d.model,
+                   help=f"forecaster name (default {DEFAULT_MODEL}, the best measured; --list shows all)")
+    p.add_argument("--horizon", type=int, default=d.horizon, help="number of future steps")
     p.add_argument("--out", help="output CSV (default: print to stdout)")
     p.add_argument("--plot", help="write a PNG of history, median forecast and 10-90%% interval")
     p.add_argument("--column", help="column to read (default: 'value', else the last numeric column)")
-    p.add_argument("--season-length", type=int, default=1, help="seasonal period for the statistical baselines")
-    p.add_argument("--samples", type=int, default=20, help="sample paths for sampling models")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--date-column", help="column of timestamps (default: the first column that parses as dates)")
+    p.add_argument("--freq", default=d.freq,
+                   help="pandas frequency of the dates, e.g. MS, QS, D, h (default: inferred); missing steps are interpolated")
+    p.add_argument("--season-length", type=int, default=d.season_length,
+                   help="seasonal period (default: from the dates' frequency, else inferred from the data)")
+    p.add_argument("--samples", type=int, default=d.samples, help="sample paths for sampling models")
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--description", help="text describing the series (used by the LM and CaLMFlow forecasters)")
     p.add_argument("--list", action="store_true", help="list the forecaster names and exit")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from fuse.forecast import QUANTILES, available, get_forecaster, read_csv_series
-    from fuse.forecast.series import as_series
+    from fuse.forecast.pipeline import ForecastConfig, forecast_csv
+    from fuse.forecast.registry import DEFAULT_MODEL, DEFAULT_REASON, available
 
     if args.list:
         for spec in available():
-            print(f"{spec.name:22} {spec.family:10} {spec.description}")
+            mark = "  [default]" if spec.name == DEFAULT_MODEL else ""
+            print(f"{spec.name:22} {spec.family:10} {spec.description}{mark}")
+        print(f"\ndefault: {DEFAULT_MODEL} ({DEFAULT_REASON})")
         return 0
     if not args.csv:
         raise ValueError("give a CSV file (fuse forecast data.csv --horizon H), or --list")
-    if args.horizon is None or args.horizon < 1:
-        raise ValueError("--horizon must be a positive integer")
-    values, column = read_csv_series(args.csv, args.column)
-    model = get_forecaster(args.model, season_length=args.season_length, progress=True)
-    y = as_series(values, min_length=model.min_context, name=f"{args.csv}:{column}")
-    fc = model.predict(y, args.horizon, n_samples=args.samples, seed=args.seed, description=args.description)
-    import pandas as pd
-
-    df = pd.DataFrame({"step": range(1, fc.horizon + 1), "median": fc.median})
-    for j, q in enumerate(QUANTILES):
-        df[f"q{q:g}"] = fc.quantiles[:, j]
+    if args.horizon is None:
+        raise ValueError("--horizon must be a positive integer (the number of future steps)")
+    cfg = ForecastConfig(model=args.model, horizon=args.horizon, season_length=args.season_length, freq=args.freq,
+                         samples=args.samples, seed=args.seed)
+    res = forecast_csv(args.csv, cfg, column=args.column, date_column=args.date_column,
+                       description=args.description, progress=True)
+    s = res.series
+    dated = f"dated by {s.date_column!r} at frequency {s.freq}" if s.dates is not None else "undated"
+    note = f"{res.model} forecasts for column {s.column!r} ({dated}; season length {res.season_length} from {res.season_source})"
     if args.out:
-        df.to_csv(args.out, index=False)
-        print(f"wrote {fc.horizon} steps of {model.name} forecasts for column {column!r} to {args.out}")
+        res.frame.to_csv(args.out, index=False)
+        print(f"wrote {res.forecast.horizon} steps of {note} to {args.out}")
     else:
-        print(df.to_csv(index=False), end="")
+        print(res.frame.to_csv(index=False), end="")
     if args.plot:
-        plot_forecast(y, fc, args.plot, title=f"{args.csv} ({column}) — {model.name}")
+        plot_forecast(res.history, res.forecast, args.plot, title=f"{args.csv} ({s.column}) — {res.model}")
         print(f"wrote {args.plot}")
     return 0
 

@@ -3,7 +3,7 @@
 Example:
     >>> import numpy as np
     >>> from fuse.forecast import get_forecaster
-    >>> f = get_forecaster("auto_ets", season_length=12)
+    >>> f = get_forecaster("auto_ets", season_length=12)  # or DEFAULT_MODEL, the best measured
     >>> fc = f.predict(np.sin(np.arange(60) / 12 * 2 * np.pi), horizon=6)
     >>> fc.quantiles.shape, fc.samples.shape
     ((6, 9), (20, 6))
@@ -11,12 +11,17 @@ Example:
 
 from fuse.forecast.base import (QUANTILES, Forecast, Forecaster, pinball_loss, quantiles_from_samples,
                                 samples_from_quantiles)
-from fuse.forecast.registry import REGISTRY, ForecasterSpec, available, get_forecaster, register
+from fuse.forecast.ensemble import MedianEnsemble, median_quantiles
+from fuse.forecast.registry import DEFAULT_MODEL, REGISTRY, ForecasterSpec, available, get_forecaster, register
+from fuse.forecast.pipeline import ForecastConfig, ForecastResult, forecast_csv, resolve_season_length
+from fuse.forecast.seasonality import infer_season_length, season_length_for_freq
 from fuse.forecast.serialize import Scaler, SerializerConfig, deserialize, serialize
-from fuse.forecast.series import as_series, read_csv_series
+from fuse.forecast.series import CsvSeries, as_series, read_csv_series, read_csv_timeseries
 
 __all__ = [
-    "QUANTILES", "REGISTRY", "Forecast", "Forecaster", "ForecasterSpec", "Scaler", "SerializerConfig",
-    "as_series", "available", "deserialize", "get_forecaster", "pinball_loss", "quantiles_from_samples",
-    "read_csv_series", "register", "samples_from_quantiles", "serialize",
+    "DEFAULT_MODEL", "QUANTILES", "REGISTRY", "CsvSeries", "Forecast", "ForecastConfig", "ForecastResult", "Forecaster",
+    "ForecasterSpec", "MedianEnsemble", "Scaler", "SerializerConfig", "as_series", "available", "deserialize",
+    "forecast_csv", "get_forecaster", "infer_season_length", "median_quantiles", "pinball_loss",
+    "quantiles_from_samples", "read_csv_series", "read_csv_timeseries", "register", "resolve_season_length",
+    "samples_from_quantiles", "season_length_for_freq", "serialize",
 ]

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from fuse.forecast.base import QUANTILES, Forecast, Forecaster, quantiles_from_samples
+from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.series import as_series
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,14 @@ def describe_window(w: np.ndarray) -> str:
     return " ".join(words)
 
 
+def season_keywords(season_length: int) -> str | None:
+    """The cycle words :func:`describe_window` writes for a period (``None`` outside 2…64)."""
+    m = int(season_length)
+    if not 2 <= m <= 64:
+        return None
+    return " ".join((["yearly", "cycle"] if 11 <= m <= 13 else ["cycle"]) + [str(m)])
+
+
 def keywords(description: str | None, max_words: int) -> str:
     """Reduce a free-text description to the forecaster's vocabulary (order kept, duplicates dropped)."""
     if description is None:
@@ -180,11 +189,15 @@ class CaLMFlowForecaster(Forecaster):
     Args:
         config: the settings.
         model: a trained :class:`fuse.flow.CaLMFlow` matching ``config`` (else built untrained).
+        season_length: the series' seasonal period. When ``predict`` gets no description, a
+            text-conditioned model is prompted with the cycle keywords of its training
+            descriptions (``"yearly cycle 12"``, ``"cycle 7"``; periods 2–64), else the neutral prompt.
     """
 
     name = "calmflow"
 
-    def __init__(self, config: CaLMFlowForecastConfig = CaLMFlowForecastConfig(), model=None):
+    def __init__(self, config: CaLMFlowForecastConfig = CaLMFlowForecastConfig(), model=None, *, season_length: int = 1):
+        self.season_length = check_season_length(season_length)
         self.cfg = config
         self.min_context = config.context
         self.model = model if model is not None else self._build(config)
@@ -291,7 +304,7 @@ class CaLMFlowForecaster(Forecaster):
         return folder
 
     @classmethod
-    def load(cls, folder) -> "CaLMFlowForecaster":
+    def load(cls, folder, *, season_length: int = 1) -> "CaLMFlowForecaster":
         from fuse.flow import CaLMFlow
 
         folder = Path(folder)
@@ -300,18 +313,18 @@ class CaLMFlowForecaster(Forecaster):
             raise ValueError(f"{str(folder)!r} holds no CaLMFlow forecaster (forecast_config.json missing)")
         raw = json.loads(path.read_text())
         cfg = CaLMFlowForecastConfig(**{k: v for k, v in raw.items() if k in CaLMFlowForecastConfig.__dataclass_fields__})
-        return cls(cfg, CaLMFlow.from_pretrained(folder))
+        return cls(cfg, CaLMFlow.from_pretrained(folder), season_length=season_length)
 
     @classmethod
     def pretrained(cls, config: CaLMFlowForecastConfig = CaLMFlowForecastConfig(), *,
-                   progress: bool = False) -> "CaLMFlowForecaster":
+                   progress: bool = False, season_length: int = 1) -> "CaLMFlowForecaster":
         """Load from the fuse cache, training on synthetic series and caching first if needed (~1–2 min CPU)."""
         from fuse.models.cache import cache_dir, trained_once
 
         dest = cache_dir("forecast") / f"calmflow-{config.key()}"
         if not dest.exists():
             logger.info("training the CaLMFlow forecaster (%d steps); cached at %s afterwards", config.steps, dest)
-        return cls.load(trained_once(dest, lambda: cls(config).fit(progress=progress)))
+        return cls.load(trained_once(dest, lambda: cls(config).fit(progress=progress)), season_length=season_length)
 
     # -- forecasting ---------------------------------------------------------------------------
     def _rollout(self, ctx: torch.Tensor, steps: int, prompt_embeds, gen: torch.Generator) -> torch.Tensor:
@@ -340,6 +353,8 @@ class CaLMFlowForecaster(Forecaster):
     def _predict(self, y, horizon, *, n_samples, seed, description):
         gen = torch.Generator().manual_seed(seed)
         C = self.cfg.context
+        if description is None and self.cfg.text:
+            description = season_keywords(self.season_length)
         prompt = keywords(description, self.cfg.max_prompt_tokens) if self.cfg.text else None
         if description is not None and not self.cfg.text:
             logger.info("%s: this model is not text-conditioned; the description is ignored", self.name)

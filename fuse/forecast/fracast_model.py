@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fuse.forecast.base import QUANTILES, Forecast, Forecaster, pinball_loss, samples_from_quantiles
+from fuse.forecast.seasonality import check_season_length
 
 logger = logging.getLogger(__name__)
 
@@ -24,18 +25,23 @@ class FracastForecaster(Forecaster):
     Args:
         weights: ``"fp32"`` (default) or ``"w8"``, the two checkpoints the package ships.
         device: torch device.
+        season_length: the seasonal period (1 = none). With a period ``m > 1`` the context is
+            cut to a whole number of seasons (the longest multiple of ``m`` within the history and
+            the 2048-step window), so the min–max normalisation and fracast's own periodogram see
+            complete cycles.
     """
 
     name = "fracast"
     min_context = 8
 
-    def __init__(self, weights: str = "fp32", device: str = "cpu"):
+    def __init__(self, weights: str = "fp32", device: str = "cpu", season_length: int = 1):
         try:
             from fracast import FracastModel
         except ImportError as e:  # pragma: no cover - environment dependent
             raise ValueError("the fracast forecaster needs `pip install fracast==0.1.0`") from e
         if weights not in ("fp32", "w8"):
             raise ValueError(f"weights must be 'fp32' or 'w8', got {weights!r}")
+        self.season_length = check_season_length(season_length)
         self.model = FracastModel.from_pretrained(weights=weights, device=device)
         self.model.core.requires_grad_(False)
         self.model.head.requires_grad_(False)
@@ -50,8 +56,16 @@ class FracastForecaster(Forecaster):
     def native_horizon(self) -> int:
         return self.model.horizon
 
+    def context(self, y: np.ndarray) -> np.ndarray:
+        """The part of the history fracast sees: the last ``context_length`` values, cut to whole seasons."""
+        n = min(y.size, self.context_length)
+        m = self.season_length
+        if m > 1 and n >= 2 * m:
+            n = (n // m) * m
+        return y[-n:]
+
     def _predict(self, y, horizon, *, n_samples, seed, description):
-        q = np.asarray(self.model.forecast(y.astype(np.float32), horizon=horizon), dtype=np.float64)
+        q = np.asarray(self.model.forecast(self.context(y).astype(np.float32), horizon=horizon), dtype=np.float64)
         return Forecast(q, QUANTILES, samples_from_quantiles(q, QUANTILES, n_samples, seed))
 
     def quantiles(self, context: torch.Tensor) -> torch.Tensor:

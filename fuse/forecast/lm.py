@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fuse.forecast.base import QUANTILES, Forecast, Forecaster, quantiles_from_samples
+from fuse.forecast.seasonality import check_season_length
 from fuse.forecast.serialize import Scaler, SerializerConfig, deserialize, serialize
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,16 @@ class LMForecaster(Forecaster):
             with it: about ``precision + 2`` tokens per value).
         batch_size: sample paths decoded together.
         progress: show a tqdm bar over sample batches.
+        season_length: the seasonal period; with ``1 < m <= max_history`` the prompt holds a whole
+            number of seasons (the last ``m · (max_history // m)`` values), so it starts at the
+            same phase of the cycle as the forecast will.
     """
 
     min_context = 3
 
     def __init__(self, backbone="bundled:smollm2-135m", *, serializer: SerializerConfig = SerializerConfig(),
                  alpha: float = 0.95, beta: float = 0.3, basic: bool = False, temperature: float = 0.7,
-                 max_history: int = 300, batch_size: int = 20, progress: bool = False):
+                 max_history: int = 300, batch_size: int = 20, progress: bool = False, season_length: int = 1):
         if isinstance(backbone, str):
             from fuse.models.loading import load
 
@@ -91,6 +95,7 @@ class LMForecaster(Forecaster):
             raise ValueError(f"max_history must be >= {self.min_context}, got {max_history}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.season_length = check_season_length(season_length)
         self.backbone = backbone
         self.serializer = serializer
         self.scaler_args = dict(alpha=alpha, beta=beta, basic=basic)
@@ -104,7 +109,10 @@ class LMForecaster(Forecaster):
     # -- text ----------------------------------------------------------------------------------
     def prompt(self, history: np.ndarray, description: str | None = None) -> tuple[str, Scaler]:
         """The prompt text for a (validated) history, and the scaler fitted on it."""
-        history = history[-self.max_history:]
+        n, m = self.max_history, self.season_length
+        if 1 < m <= n:
+            n = m * (n // m)
+        history = history[-n:]
         scaler = Scaler(**self.scaler_args).fit(history)
         body = serialize(scaler.transform(history), self.serializer) + self.serializer.time_sep
         return ((description.strip() + "\n") if description else "") + body, scaler

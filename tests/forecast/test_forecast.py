@@ -1,6 +1,5 @@
 """Forecasting: serialization, the forecaster interface, baselines, fracast, LM and quantized models, CLI."""
 
-import argparse
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 from fuse.forecast import (QUANTILES, Forecast, Scaler, SerializerConfig, as_series, deserialize, get_forecaster,
                            pinball_loss, quantiles_from_samples, read_csv_series, samples_from_quantiles, serialize)
+from forecast_cli import run_cli
 
 TOL = 1e-9
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_infinity=False)
@@ -226,6 +226,18 @@ def test_lm_prompt_has_description(tiny_lm_forecaster):
     np.testing.assert_allclose(scaler.inverse(deserialize(text.split("\n")[1])), [1, 2, 3], atol=0.05)
 
 
+def test_lm_prompt_holds_whole_seasons():
+    from fuse.forecast.lm import LMForecaster
+
+    backbone = _tiny_lm()
+    y = np.arange(100.0)
+    for m, n in [(1, 40), (12, 36), (7, 35), (40, 40), (41, 40)]:
+        text, _ = LMForecaster(backbone, max_history=40, season_length=m).prompt(y)
+        assert len(text.rstrip(",").split(",")) == n
+    with pytest.raises(ValueError, match="season_length"):
+        LMForecaster(backbone, season_length=0)
+
+
 def test_lm_loss_trains_a_soft_prefix(tiny_lm_forecaster):
     f = tiny_lm_forecaster
     prefix = torch.zeros(3, f.backbone.dim, requires_grad=True)
@@ -294,21 +306,11 @@ def test_quantized_training_reduces_loss():
 
 
 # -- CLI ---------------------------------------------------------------------------------------------
-def _cli(argv):
-    from fuse.cli import forecast as cli
-
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    cli.register(sub)
-    args = p.parse_args(["forecast", *argv])
-    return args.func(args)
-
-
 def test_cli_writes_quantiles_and_plot(tmp_path, capsys):
     data = tmp_path / "d.csv"
     pd.DataFrame({"t": range(48), "value": SEASONAL}).to_csv(data, index=False)
     out, png = tmp_path / "f.csv", tmp_path / "f.png"
-    assert _cli([str(data), "--model", "seasonal_naive", "--season-length", "12", "--horizon", "4",
+    assert run_cli([str(data), "--model", "seasonal_naive", "--season-length", "12", "--horizon", "4",
                  "--out", str(out), "--plot", str(png)]) == 0
     df = pd.read_csv(out)
     assert list(df.columns) == ["step", "median"] + [f"q{q:g}" for q in QUANTILES]
@@ -316,7 +318,7 @@ def test_cli_writes_quantiles_and_plot(tmp_path, capsys):
     np.testing.assert_allclose(df["median"], SEASONAL[-12:-8])
     assert np.all(np.diff(df[[f"q{q:g}" for q in QUANTILES]].to_numpy(), axis=1) >= 0)
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
-    assert _cli(["--list"]) == 0
+    assert run_cli(["--list"]) == 0
     assert "fracast" in capsys.readouterr().out
 
 
@@ -324,17 +326,17 @@ def test_cli_bad_input(tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"value": ["a", "b", "c"]}).to_csv(bad, index=False)
     with pytest.raises(ValueError, match="not numeric"):
-        _cli([str(bad), "--horizon", "2"])
+        run_cli([str(bad), "--horizon", "2"])
     nan = tmp_path / "nan.csv"
     pd.DataFrame({"value": [np.nan] * 5}).to_csv(nan, index=False)
     with pytest.raises(ValueError, match="no finite values"):
-        _cli([str(nan), "--horizon", "2"])
+        run_cli([str(nan), "--horizon", "2"])
     short = tmp_path / "short.csv"
     pd.DataFrame({"value": [1.0, 2.0, 3.0]}).to_csv(short, index=False)
     with pytest.raises(ValueError, match="at least 8"):
-        _cli([str(short), "--model", "fracast", "--horizon", "2"])
+        run_cli([str(short), "--model", "fracast", "--horizon", "2"])
     with pytest.raises(ValueError, match="horizon"):
-        _cli([str(short)])
+        run_cli([str(short)])
 
 
 def test_cli_through_main_reports_error(tmp_path, capsys):

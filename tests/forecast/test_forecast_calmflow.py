@@ -109,3 +109,19 @@ def test_registered():
     assert "calmflow" in REGISTRY and REGISTRY["calmflow"].family == "trained"
     with pytest.raises(ValueError, match="unknown forecaster"):
         get_forecaster("calmflow-nope")
+
+
+def test_season_length_becomes_the_cycle_keywords(tiny):
+    from fuse.forecast.calmflow import season_keywords
+
+    assert season_keywords(12) == "yearly cycle 12" and season_keywords(7) == "cycle 7"
+    assert season_keywords(1) is None and season_keywords(65) is None
+    seasonal = CaLMFlowForecaster(tiny.cfg, tiny.model, season_length=12)
+    y = _history(40)
+    a = seasonal.predict(y, 4, n_samples=8, seed=1)
+    b = tiny.predict(y, 4, n_samples=8, seed=1, description="yearly cycle 12")
+    c = tiny.predict(y, 4, n_samples=8, seed=1)  # season 1: the neutral prompt
+    np.testing.assert_array_equal(a.samples, b.samples)
+    assert not np.array_equal(a.samples, c.samples)
+    with pytest.raises(ValueError, match="season_length"):
+        CaLMFlowForecaster(tiny.cfg, tiny.model, season_length=0)
