@@ -105,13 +105,19 @@ class Continuation(Objective):
 
     def loss(self, inputs_embeds, ids, attention_mask):
         full, mask, weights, emb = self._append(ids, attention_mask, inputs_embeds)
+        # Only the continuation's positions are scored, and its tokens are constants: the output head runs at
+        # those positions alone (logits_to_keep), and no target path is needed (module docstring of causal_lm).
+        cols = (weights > 0).any(0).nonzero().squeeze(-1)
+        logits = self.backbone.logits_at(emb, mask, cols)                       # (B, n_cols, V)
+        target = full[:, cols + 1]
+        w = weights[:, cols]
         if self.kind == "mellowmax":
-            logits = self.backbone.logits(emb, mask)[:, :-1]
-            z = logits.gather(-1, full[:, 1:].unsqueeze(-1)).squeeze(-1)
+            z = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
             z = z if z.dtype == torch.float64 else z.float()
-            return self._mellowmax(z, weights)
-        tok = self.backbone.token_nll(emb, full, mask)
-        return (tok * weights.to(tok)).sum(1) / self.cont_ids.numel()
+            return self._mellowmax(z, w)
+        z = logits if logits.dtype == torch.float64 else logits.float()
+        tok = torch.logsumexp(z, -1) - z.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        return (tok * w.to(tok)).sum(1) / self.cont_ids.numel()
 
     def score_ids(self, ids, attention_mask, batch_size: int = 64):
         full, mask, weights, _ = self._append(ids, attention_mask)

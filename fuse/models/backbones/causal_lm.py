@@ -164,6 +164,19 @@ class CausalLMBackbone(Backbone):
             self.recorded = out[:, self._record_at].detach()
         return out
 
+    def logits_at(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, positions: torch.Tensor
+                  ) -> torch.Tensor:
+        """Next-token logits ``(B, len(positions), V)`` at the given positions only (differentiable).
+
+        Where the model's ``forward`` takes ``logits_to_keep`` the output head runs at those positions alone.
+        """
+        positions = torch.as_tensor(positions, device=inputs_embeds.device)
+        if "logits_to_keep" in self._forward_params and positions.numel():
+            mask = None if attention_mask is None or bool((attention_mask == 1).all()) else attention_mask
+            out = self.model(inputs_embeds=inputs_embeds, attention_mask=mask, logits_to_keep=positions).logits
+            return out[:, : positions.numel()]
+        return self.logits(inputs_embeds, attention_mask)[:, positions]
+
     @contextlib.contextmanager
     def recording_logits(self, position: int):
         """Within the block, every :meth:`logits` call keeps ``logits[:, position]`` (detached) in ``self.recorded``.
