@@ -14,7 +14,8 @@ class PEZ(Optimizer):
     Continuous prompt embeddings ``P (n_tokens, d)`` (float32) start at the initial tokens. Each step projects
     ``P`` to the nearest allowed tokens (cosine), takes the gradient of the chain's loss at the projected
     embeddings (through the adapters) and applies it to ``P`` with AdamW; the projected tokens are evaluated
-    exactly (one evaluation per step; projections whose text does not re-tokenize to the same ids are skipped).
+    exactly (one evaluation per step; projections whose text does not re-tokenize to the same ids are skipped, and a
+    projection met before costs nothing, so the run also stops after ``budget`` steps).
     Options: :class:`~fuse.optim.config.PEZConfig` (published defaults: lr 0.1, weight decay 0.1).
     """
 
@@ -34,10 +35,7 @@ class PEZ(Optimizer):
             with torch.no_grad():
                 nearest = (torch.nn.functional.normalize(P, dim=-1) @ E_allowed.T).argmax(-1)
                 free = self.allowed_cpu[nearest.cpu()].tolist()
-            before = self.evaluations + self.dropped + self.cache_hits
             self.score([free])
-            if self.evaluations + self.dropped + self.cache_hits == before:  # pragma: no cover - defensive
-                return "done"
             ids = torch.tensor(self.full_ids(free), device=prim.device)
             x = prim.embed(ids).detach().requires_grad_()
             with torch.enable_grad():
@@ -50,3 +48,5 @@ class PEZ(Optimizer):
             why = self._stop()
             if why:
                 return why
+            if step >= self.budget:  # a projection met again costs no evaluation: the steps are bounded too
+                return "budget"

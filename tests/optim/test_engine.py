@@ -299,3 +299,10 @@ def test_cli_defaults_are_the_config_defaults():
             assert getattr(cfg, f.name) == getattr(default, f.name), f.name
     autodan = cli.make_config(p.parse_args(["optimize", "--primary", "x", "--optimizer", "autodan"]))
     assert autodan.complete_only == AutoDANConfig().complete_only
+
+
+def test_pez_stops_when_every_projection_is_a_cache_hit(task):
+    """With a tiny learning rate the projection never moves: the run must still end (after ``budget`` steps)."""
+    _, chain = task
+    res = PEZ(chain, n_tokens=3, prefix="the quick", budget=8, seed=1, lr=1e-6).run()
+    assert res.stopped == "budget" and len(res.history) == 8 and res.cache_hits == 7
