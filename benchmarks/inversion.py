@@ -11,9 +11,9 @@ Two comparisons per target:
 - equal budget: ``--budget`` exact evaluations each (the committed 128), compared side by side with the previous
   committed run ("before": the same targets, read from ``results/inversion.json`` before it is overwritten);
 - equal wall time: ``--seconds`` each (:func:`benchmarks.wallclock.run_timed`, histories cut at exactly that time).
-  GCG, PEZ and random search run until the clock stops them. AutoDAN's length is fixed (``n_tokens`` steps), so
-  its candidates per step are scaled from its equal-budget run of the same target to fill the time, and the
-  clock still stops it (the table says how many of its prompts were complete).
+  GCG, PEZ and random search run until the clock stops them. AutoDAN's length is fixed (``n_tokens`` steps, one
+  gradient each), so its candidates per step are scaled from its equal-budget run of the same target to fill the
+  time (at least ``beam_width``) and it runs to the end: the table gives the seconds it actually took.
 
 Reported: cosine reached and NLL, mean ± sd over targets, evaluations and evaluations/s.
 
@@ -134,10 +134,15 @@ def main():
                 common["batch_size"] = max(1, args.budget // args.n_tokens)  # the whole budget over n_tokens steps
             _, r = run_timed(chain, cls(**common, budget=args.budget))
             budget_runs[name].append(record(chain, target, r))
-            if cls is AutoDANConfig:  # fill the time: scale its candidates per step by time / (its budget run's time)
+            if cls is AutoDANConfig:
+                # AutoDAN's length is fixed (n_tokens steps, one gradient each): scale its candidates per step by
+                # time / (its budget run's time) and let it finish (cut at T, it would return a shorter prompt)
                 common["batch_size"] = max(common["beam_width"], int(common["batch_size"] * 0.9 * T / r.seconds))
-            _, rt = run_timed(chain, cls(**common, budget=TIME_BUDGET_EVALS), seconds=T)
-            time_runs[name].append(record(chain, target, rt, at_time(rt.history, T)))
+                _, rt = run_timed(chain, cls(**common, budget=TIME_BUDGET_EVALS))
+                time_runs[name].append(record(chain, target, rt))
+            else:
+                _, rt = run_timed(chain, cls(**common, budget=TIME_BUDGET_EVALS), seconds=T)
+                time_runs[name].append(record(chain, target, rt, at_time(rt.history, T)))
             b, t = budget_runs[name][-1], time_runs[name][-1]
             logging.info("target %d %s: budget %d: cos %.3f nll %.2f (%.1fs) | %.0fs: cos %.3f nll %.2f (%d evals) %r",
                          ti, name, args.budget, b["cos"], b["nll"], b["seconds"], T, t["cos"], t["nll"],
@@ -177,14 +182,15 @@ def main():
         rows.append([name, f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{f['cos_gain_vs_random']:+.3f}",
                      f"{f['wins_vs_random']}/{len(f['runs'])}", f"{f['nll_mean']:.2f} ± {f['nll_sd']:.2f}",
                      f"{f['evaluations_mean']:.0f}", f"{st.mean(x['steps'] for x in f['runs']):.0f}",
-                     f"{f['evals_per_second']:.1f}", f"{sum(x['complete'] for x in f['runs'])}/{len(f['runs'])}"])
+                     f"{f['seconds_mean']:.1f}", f"{f['evals_per_second']:.1f}", f"{sum(x['complete'] for x in f['runs'])}/{len(f['runs'])}"])
     md += (f"## Equal wall time: {T:.0f} s each\n\n"
            + markdown_table(["optimizer", "MiniLM cosine (mean ± sd)", "Δ vs random", "won vs random",
-                             "SmolLM2 NLL (mean ± sd)", "evaluations", "steps", "evaluations / s",
+                             "SmolLM2 NLL (mean ± sd)", "evaluations", "steps", "seconds", "evaluations / s",
                              f"complete {args.n_tokens}-token prompts"], rows))
     md += (f"\n\n{n} target sentences (of {len(TARGETS)}); {args.n_tokens}-token SmolLM2 prompts; objective "
            f"{args.nll_weight}·NLL + {args.cos_weight}·(1 − cos); float32 CPU, 1 torch thread. Equal time: figures "
-           f"read at exactly {T:.0f} s; AutoDAN's candidates per step scaled from its equal-budget run to fill the time. "
+           f"read at exactly {T:.0f} s; AutoDAN (fixed length) gets its candidates per step scaled from its equal-budget run "
+           "to fill the time, at least its beam width, and runs to the end (its seconds are in the table). "
            "Examples (equal budget):\n\n")
     for name, rs in budget_runs.items():
         md += f"- {name}: {rs[0]['target']!r} → {rs[0]['text']!r}\n"
