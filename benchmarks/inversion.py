@@ -126,6 +126,62 @@ def main():
     budget_runs = {name: [] for name in SETTINGS}
     time_runs = {name: [] for name in SETTINGS}
     T = args.seconds
+
+    def report() -> str:  # written after every target, so a run cut short still leaves its figures
+        eq_budget = {name: summarize(rs, budget_runs["random"]) for name, rs in budget_runs.items()}
+        eq_time = {name: summarize(rs, time_runs["random"]) for name, rs in time_runs.items()}
+        n = len(budget_runs["random"])
+        used = set(TARGETS[:n])
+        before_same = {}
+        for name, rs in before.items():
+            sub = [x for x in rs if x["target"] in used]
+            if sub and name in SETTINGS:
+                before_same[name] = {"cos_mean": st.mean(x["cos"] for x in sub), "nll_mean": st.mean(x["nll"] for x in sub),
+                                     "evals_per_second": sum(x["evaluations"] for x in sub) / sum(x["seconds"] for x in sub),
+                                     "evaluations_mean": st.mean(x["evaluations"] for x in sub), "targets": len(sub),
+                                     "cos_mean_all": st.mean(x["cos"] for x in rs), "targets_all": len(rs)}
+        rows = []
+        for name, f in eq_budget.items():
+            b = before_same.get(name)
+            rows.append([name, f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{b['cos_mean']:.3f}" if b else "–",
+                         f"{f['cos_gain_vs_random']:+.3f}", f"{f['wins_vs_random']}/{len(f['runs'])}",
+                         f"{f['nll_mean']:.2f} ± {f['nll_sd']:.2f}", f"{b['nll_mean']:.2f}" if b else "–",
+                         f"{f['evaluations_mean']:.0f}" + (f" ({b['evaluations_mean']:.0f})" if b else ""),
+                         f"{f['evals_per_second']:.1f}", f"{b['evals_per_second']:.1f}" if b else "–",
+                         f"{f['evals_per_second'] / b['evals_per_second']:.2f}×" if b else "–"])
+        md = (f"## Equal budget: {args.budget} exact evaluations\n\n"
+              + markdown_table(["optimizer", "MiniLM cosine (mean ± sd)", "before", "Δ vs random", "won vs random",
+                                "SmolLM2 NLL (mean ± sd)", "before", "evaluations (before)", "evaluations / s",
+                                "before", "speed ratio"], rows))
+        md += (f"\n\n\"before\": the previous committed run ({before_date}) on the same {n} targets"
+               + (f" (its mean cosine over all {next(iter(before_same.values()))['targets_all']} targets: "
+                  + ", ".join(f"{k} {v['cos_mean_all']:.3f}" for k, v in before_same.items()) + ")" if before_same else "")
+               + ". Speed ratio: evaluations/s now ÷ before (same machine type, 1 torch thread; the machine is shared, "
+               "so expect ±20 % from load alone).\n\n")
+        rows = []
+        for name, f in eq_time.items():
+            rows.append([name, f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{f['cos_gain_vs_random']:+.3f}",
+                         f"{f['wins_vs_random']}/{len(f['runs'])}", f"{f['nll_mean']:.2f} ± {f['nll_sd']:.2f}",
+                         f"{f['evaluations_mean']:.0f}", f"{st.mean(x['steps'] for x in f['runs']):.0f}",
+                         f"{f['seconds_mean']:.1f}", f"{f['evals_per_second']:.1f}", f"{sum(x['complete'] for x in f['runs'])}/{len(f['runs'])}"])
+        md += (f"## Equal wall time: {T:.0f} s each\n\n"
+               + markdown_table(["optimizer", "MiniLM cosine (mean ± sd)", "Δ vs random", "won vs random",
+                                 "SmolLM2 NLL (mean ± sd)", "evaluations", "steps", "seconds", "evaluations / s",
+                                 f"complete {args.n_tokens}-token prompts"], rows))
+        md += (f"\n\n{n} target sentences (of {len(TARGETS)}); {args.n_tokens}-token SmolLM2 prompts; objective "
+               f"{args.nll_weight}·NLL + {args.cos_weight}·(1 − cos); float32 CPU, 1 torch thread. Equal time: figures "
+               f"read at exactly {T:.0f} s; AutoDAN (fixed length) gets its candidates per step scaled from its equal-budget run "
+               "to fill the time, at least its beam width, and runs to the end (its seconds are in the table). "
+               "Examples (equal budget):\n\n")
+        for name, rs in budget_runs.items():
+            md += f"- {name}: {rs[0]['target']!r} → {rs[0]['text']!r}\n"
+        config = vars(args) | {"settings": {k: {"config": c.__name__, **kw} for k, (c, kw) in SETTINGS.items()},
+                               "targets_used": TARGETS[:n], "targets_done": n}
+        write_results("inversion", config=config, seed=args.seed, markdown=md,
+                      figures={"equal_budget": eq_budget, "equal_time": eq_time,
+                               "before": {"date": before_date, "same_targets": before_same, "runs": before}})
+        return md
+
     for ti, target in enumerate(TARGETS[: args.targets]):
         chain = Chain(smol, [(Fluency(smol), args.nll_weight), (Similarity(minilm, target), args.cos_weight)])
         for name, (cls, kw) in SETTINGS.items():
@@ -147,58 +203,7 @@ def main():
             logging.info("target %d %s: budget %d: cos %.3f nll %.2f (%.1fs) | %.0fs: cos %.3f nll %.2f (%d evals) %r",
                          ti, name, args.budget, b["cos"], b["nll"], b["seconds"], T, t["cos"], t["nll"],
                          t["evaluations"], t["text"])
-    eq_budget = {name: summarize(rs, budget_runs["random"]) for name, rs in budget_runs.items()}
-    eq_time = {name: summarize(rs, time_runs["random"]) for name, rs in time_runs.items()}
-    used = set(TARGETS[: args.targets])
-    before_same = {}
-    for name, rs in before.items():
-        sub = [x for x in rs if x["target"] in used]
-        if sub and name in SETTINGS:
-            before_same[name] = {"cos_mean": st.mean(x["cos"] for x in sub), "nll_mean": st.mean(x["nll"] for x in sub),
-                                 "evals_per_second": sum(x["evaluations"] for x in sub) / sum(x["seconds"] for x in sub),
-                                 "evaluations_mean": st.mean(x["evaluations"] for x in sub), "targets": len(sub),
-                                 "cos_mean_all": st.mean(x["cos"] for x in rs), "targets_all": len(rs)}
-    rows = []
-    for name, f in eq_budget.items():
-        b = before_same.get(name)
-        rows.append([name, f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{b['cos_mean']:.3f}" if b else "–",
-                     f"{f['cos_gain_vs_random']:+.3f}", f"{f['wins_vs_random']}/{len(f['runs'])}",
-                     f"{f['nll_mean']:.2f} ± {f['nll_sd']:.2f}", f"{b['nll_mean']:.2f}" if b else "–",
-                     f"{f['evaluations_mean']:.0f}" + (f" ({b['evaluations_mean']:.0f})" if b else ""),
-                     f"{f['evals_per_second']:.1f}", f"{b['evals_per_second']:.1f}" if b else "–",
-                     f"{f['evals_per_second'] / b['evals_per_second']:.2f}×" if b else "–"])
-    n = args.targets
-    md = (f"## Equal budget: {args.budget} exact evaluations\n\n"
-          + markdown_table(["optimizer", "MiniLM cosine (mean ± sd)", "before", "Δ vs random", "won vs random",
-                            "SmolLM2 NLL (mean ± sd)", "before", "evaluations (before)", "evaluations / s",
-                            "before", "speed ratio"], rows))
-    md += (f"\n\n\"before\": the previous committed run ({before_date}) on the same {n} targets"
-           + (f" (its mean cosine over all {next(iter(before_same.values()))['targets_all']} targets: "
-              + ", ".join(f"{k} {v['cos_mean_all']:.3f}" for k, v in before_same.items()) + ")" if before_same else "")
-           + ". Speed ratio: evaluations/s now ÷ before (same machine type, 1 torch thread; the machine is shared, "
-           "so expect ±20 % from load alone).\n\n")
-    rows = []
-    for name, f in eq_time.items():
-        rows.append([name, f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{f['cos_gain_vs_random']:+.3f}",
-                     f"{f['wins_vs_random']}/{len(f['runs'])}", f"{f['nll_mean']:.2f} ± {f['nll_sd']:.2f}",
-                     f"{f['evaluations_mean']:.0f}", f"{st.mean(x['steps'] for x in f['runs']):.0f}",
-                     f"{f['seconds_mean']:.1f}", f"{f['evals_per_second']:.1f}", f"{sum(x['complete'] for x in f['runs'])}/{len(f['runs'])}"])
-    md += (f"## Equal wall time: {T:.0f} s each\n\n"
-           + markdown_table(["optimizer", "MiniLM cosine (mean ± sd)", "Δ vs random", "won vs random",
-                             "SmolLM2 NLL (mean ± sd)", "evaluations", "steps", "seconds", "evaluations / s",
-                             f"complete {args.n_tokens}-token prompts"], rows))
-    md += (f"\n\n{n} target sentences (of {len(TARGETS)}); {args.n_tokens}-token SmolLM2 prompts; objective "
-           f"{args.nll_weight}·NLL + {args.cos_weight}·(1 − cos); float32 CPU, 1 torch thread. Equal time: figures "
-           f"read at exactly {T:.0f} s; AutoDAN (fixed length) gets its candidates per step scaled from its equal-budget run "
-           "to fill the time, at least its beam width, and runs to the end (its seconds are in the table). "
-           "Examples (equal budget):\n\n")
-    for name, rs in budget_runs.items():
-        md += f"- {name}: {rs[0]['target']!r} → {rs[0]['text']!r}\n"
-    config = vars(args) | {"settings": {k: {"config": c.__name__, **kw} for k, (c, kw) in SETTINGS.items()},
-                           "targets_used": TARGETS[:n]}
-    write_results("inversion", config=config, seed=args.seed, markdown=md,
-                  figures={"equal_budget": eq_budget, "equal_time": eq_time,
-                           "before": {"date": before_date, "same_targets": before_same, "runs": before}})
+        md = report()
     print(md)
 
 
