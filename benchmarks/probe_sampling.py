@@ -14,12 +14,13 @@ so both see the same machine load. Reported per task: Gemma's loss at the wall-t
 evaluations/s and in steps/s, the quality cost (the loss at the same number of steps), the mean ρ of
 ``probe_history``.
 
-Run: ``OMP_NUM_THREADS=1 python -m benchmarks.probe_sampling [--tasks 3] [--seconds 180] [--batch-size 64]``.
+Run: ``OMP_NUM_THREADS=1 python -m benchmarks.probe_sampling [--tasks 3] [--seconds 150] [--batch-size 64] [--replot]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics as st
@@ -50,14 +51,19 @@ EVAL_BUDGET = 10**6  # the wall clock stops the runs, not the evaluation budget
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=180.0, help="wall-clock budget of each run")
+    p.add_argument("--seconds", type=float, default=150.0, help="wall-clock budget of each run")
     p.add_argument("--n-tokens", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=64, help="GCG candidates per step")
     p.add_argument("--top-k", type=int, default=256)
     p.add_argument("--r", type=float, default=8.0, help="probe sampling's reduction factor")
     p.add_argument("--sampling-factor", type=int, default=16, help="probe = batch_size / sampling_factor")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replot", action="store_true", help="redraw the PNG from the committed JSON")
     args = p.parse_args()
+    if args.replot:
+        saved = json.loads((RESULTS / "probe_sampling.json").read_text())
+        plot(saved["figures"]["tasks"], saved["config"]["seconds"])
+        return
     if not 1 <= args.tasks <= len(TASKS):
         raise SystemExit(f"--tasks must be between 1 and {len(TASKS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -153,8 +159,8 @@ def plot(per_task: list[dict], T: float) -> None:
     fig, axes = plt.subplots(1, len(per_task), figsize=(4.2 * len(per_task), 3.4), squeeze=False)
     for ax, t in zip(axes[0], per_task):
         for name, style in (("plain", "-"), ("probe", "--")):
-            h = [x for x in t["runs"][name]["history"] if x["seconds"] <= T]
-            ax.step([0.0] + [x["seconds"] for x in h], [t["runs"][name]["initial_loss"]] + [x["best_loss"] for x in h],
+            h = [x for x in t["runs"][name]["history"] if x["seconds"] <= T]  # best so far after each step, to T
+            ax.step([x["seconds"] for x in h] + [T], [x["best_loss"] for x in h] + [h[-1]["best_loss"]],
                     style, where="post", label=f"GCG {name}")
         ax.set_title(repr(t["target"].strip())[:40], fontsize=9)
         ax.set_xlabel("wall time (s)")
