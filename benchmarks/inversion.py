@@ -85,6 +85,7 @@ def summarize(rs: list[dict], rand: list[dict]) -> dict:
     cos, nll = [x["cos"] for x in rs], [x["nll"] for x in rs]
     evals, secs = sum(x["evaluations"] for x in rs), sum(x["seconds"] for x in rs)
     return {"cos_mean": st.mean(cos), "cos_sd": st.stdev(cos) if len(cos) > 1 else 0.0,
+            "loss_mean": st.mean(x["loss"] for x in rs), "steps_mean": st.mean(x.get("steps", 0) for x in rs),
             "nll_mean": st.mean(nll), "nll_sd": st.stdev(nll) if len(nll) > 1 else 0.0,
             "evaluations_mean": evals / len(rs), "evals_per_second": evals / secs if secs else 0.0,
             "seconds_mean": secs / len(rs),
@@ -116,13 +117,19 @@ def main():
     p.add_argument("--nll-weight", type=float, default=0.1)
     p.add_argument("--cos-weight", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-json", action="store_true",
+                   help="rewrite the tables from the runs in results/inversion.json (no optimization)")
     args = p.parse_args()
     if not 1 <= args.targets <= len(TARGETS):
         raise SystemExit(f"--targets must be between 1 and {len(TARGETS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     before, before_date = previous_runs()
-    smol, minilm = load("bundled:smollm2-135m"), load("bundled:minilm-l6")
+    if args.from_json:
+        saved = json.loads(RESULT.read_text())
+        for k in ("targets", "budget", "seconds", "n_tokens", "nll_weight", "cos_weight", "seed"):
+            setattr(args, k, saved["config"][k])
+        before, before_date = saved["figures"]["before"]["runs"], saved["figures"]["before"]["date"]
     budget_runs = {name: [] for name in SETTINGS}
     time_runs = {name: [] for name in SETTINGS}
     T = args.seconds
@@ -137,21 +144,25 @@ def main():
             sub = [x for x in rs if x["target"] in used]
             if sub and name in SETTINGS:
                 before_same[name] = {"cos_mean": st.mean(x["cos"] for x in sub), "nll_mean": st.mean(x["nll"] for x in sub),
+                                     "loss_mean": st.mean(x["loss"] for x in sub),
                                      "evals_per_second": sum(x["evaluations"] for x in sub) / sum(x["seconds"] for x in sub),
                                      "evaluations_mean": st.mean(x["evaluations"] for x in sub), "targets": len(sub),
                                      "cos_mean_all": st.mean(x["cos"] for x in rs), "targets_all": len(rs)}
         rows = []
         for name, f in eq_budget.items():
             b = before_same.get(name)
-            rows.append([name, f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{b['cos_mean']:.3f}" if b else "–",
+            rows.append([name, f"{f['loss_mean']:.3f}", f"{b['loss_mean']:.3f}" if b else "–",
+                         f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{b['cos_mean']:.3f}" if b else "–",
                          f"{f['cos_gain_vs_random']:+.3f}", f"{f['wins_vs_random']}/{len(f['runs'])}",
                          f"{f['nll_mean']:.2f} ± {f['nll_sd']:.2f}", f"{b['nll_mean']:.2f}" if b else "–",
                          f"{f['evaluations_mean']:.0f}" + (f" ({b['evaluations_mean']:.0f})" if b else ""),
+                         f"{f['steps_mean']:.0f}",
                          f"{f['evals_per_second']:.1f}", f"{b['evals_per_second']:.1f}" if b else "–",
                          f"{f['evals_per_second'] / b['evals_per_second']:.2f}×" if b else "–"])
         md = (f"## Equal budget: {args.budget} exact evaluations\n\n"
-              + markdown_table(["optimizer", "MiniLM cosine (mean ± sd)", "before", "Δ vs random", "won vs random",
-                                "SmolLM2 NLL (mean ± sd)", "before", "evaluations (before)", "evaluations / s",
+              + markdown_table(["optimizer", "objective (mean)", "before", "MiniLM cosine (mean ± sd)", "before",
+                                "Δ cos vs random", "won vs random", "SmolLM2 NLL (mean ± sd)", "before",
+                                "evaluations (before)", "steps", "evaluations / s",
                                 "before", "speed ratio"], rows))
         md += (f"\n\n\"before\": the previous committed run ({before_date}) on the same {n} targets"
                + (f" (its mean cosine over all {next(iter(before_same.values()))['targets_all']} targets: "
@@ -160,12 +171,14 @@ def main():
                "so expect ±20 % from load alone).\n\n")
         rows = []
         for name, f in eq_time.items():
-            rows.append([name, f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}", f"{f['cos_gain_vs_random']:+.3f}",
+            rows.append([name, f"{f['loss_mean']:.3f}", f"{f['cos_mean']:.3f} ± {f['cos_sd']:.3f}",
+                         f"{f['cos_gain_vs_random']:+.3f}",
                          f"{f['wins_vs_random']}/{len(f['runs'])}", f"{f['nll_mean']:.2f} ± {f['nll_sd']:.2f}",
                          f"{f['evaluations_mean']:.0f}", f"{st.mean(x['steps'] for x in f['runs']):.0f}",
                          f"{f['seconds_mean']:.1f}", f"{f['evals_per_second']:.1f}", f"{sum(x['complete'] for x in f['runs'])}/{len(f['runs'])}"])
         md += (f"## Equal wall time: {T:.0f} s each\n\n"
-               + markdown_table(["optimizer", "MiniLM cosine (mean ± sd)", "Δ vs random", "won vs random",
+               + markdown_table(["optimizer", "objective (mean)", "MiniLM cosine (mean ± sd)", "Δ cos vs random",
+                                 "won vs random",
                                  "SmolLM2 NLL (mean ± sd)", "evaluations", "steps", "seconds", "evaluations / s",
                                  f"complete {args.n_tokens}-token prompts"], rows))
         md += (f"\n\n{n} target sentences (of {len(TARGETS)}); {args.n_tokens}-token SmolLM2 prompts; objective "
@@ -182,6 +195,12 @@ def main():
                                "before": {"date": before_date, "same_targets": before_same, "runs": before}})
         return md
 
+    if args.from_json:
+        budget_runs = {k: v["runs"] for k, v in saved["figures"]["equal_budget"].items()}
+        time_runs = {k: v["runs"] for k, v in saved["figures"]["equal_time"].items()}
+        print(report())
+        return
+    smol, minilm = load("bundled:smollm2-135m"), load("bundled:minilm-l6")
     for ti, target in enumerate(TARGETS[: args.targets]):
         chain = Chain(smol, [(Fluency(smol), args.nll_weight), (Similarity(minilm, target), args.cos_weight)])
         for name, (cls, kw) in SETTINGS.items():
