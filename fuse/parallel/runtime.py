@@ -21,6 +21,7 @@ import datetime
 import logging
 import os
 import sys
+import time
 from typing import Iterator
 
 import torch
@@ -132,8 +133,21 @@ def shutdown(sync: bool = True) -> None:
             ``False`` on an error path, where another rank may never arrive.
     """
     if initialized():
-        if sync and dist.get_world_size() > 1:
+        n = dist.get_world_size()
+        if sync and n > 1:
             dist.barrier()
+            # A rank may leave the barrier and close its gloo connections while another still finishes it, and gloo
+            # then aborts that one ("terminate called without an active exception"). So every rank also waits, on
+            # the rendezvous store (not on gloo), until all have left the barrier: no collective is in flight when
+            # the first connection closes.
+            try:
+                store = dist.distributed_c10d._get_default_store()
+                store.add("fuse/shutdown", 1)
+                deadline = time.monotonic() + 60
+                while int(store.add("fuse/shutdown", 0)) < n and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            except (AttributeError, RuntimeError) as e:  # pragma: no cover - a backend without a default store
+                logger.debug("shutdown without the store handshake: %s", e)
         dist.destroy_process_group()
 
 
