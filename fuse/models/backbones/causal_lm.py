@@ -14,6 +14,7 @@ vocabulary otherwise. The loss *value* is unchanged; only its gradient gains the
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import logging
 from dataclasses import dataclass
@@ -122,8 +123,6 @@ class _PrefixCache:
 
     def get(self, prefix: list[int], want: list[int]):
         """A fresh copy of the KV cache of ``prefix`` (batch 1) and the logits ``(1, len(want), V)`` at ``want``."""
-        import copy
-
         keep = _lcp(self.seq, prefix, min(len(self.seq), len(prefix))) if self.cache is not None else 0
         missing = [j for j in want if j < keep and j not in self.logits]
         if missing:
@@ -135,8 +134,8 @@ class _PrefixCache:
                 self.cache.crop(keep - len(self.seq))
             self.logits = {j: v for j, v in self.logits.items() if j < keep}
         if keep < len(prefix):
-            new = [j for j in range(keep, len(prefix))]
-            ask = torch.tensor([j - keep for j in new if j in set(want)], dtype=torch.long,
+            wanted = set(want)
+            ask = torch.tensor([j - keep for j in range(keep, len(prefix)) if j in wanted], dtype=torch.long,
                                device=self.backbone.device)
             model_kw = {self.kw: self.cache} if self.cache is not None else {}
             out = self.backbone.model(input_ids=torch.tensor([prefix[keep:]], device=self.backbone.device),
