@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from tqdm.auto import tqdm
 
+from fuse.optim import OPTIMIZERS as OPTIMIZER_CLASSES
 from fuse.optim.chain import Chain
 from fuse.objectives import ClassifierLabel, Fluency, ImageText, Objective
 from fuse.captioning.vision.images import load_images
@@ -33,7 +34,7 @@ from fuse.captioning.vision.images import load_images
 logger = logging.getLogger(__name__)
 
 __all__ = ["CaptionConfig", "DEFAULT_CONFIG", "Caption", "caption", "Captioner", "steering_objective"]
-OPTIMIZERS = ("autodan", "gcg", "random", "pez")
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)  # every optimizer of fuse.optim can write captions
 
 
 @dataclass

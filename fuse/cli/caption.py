@@ -6,6 +6,7 @@ import csv
 import json
 import sys
 
+from fuse.optim import OPTIMIZERS
 from fuse.parallel.config import DEFAULT_PARALLEL, SHARDS
 
 
@@ -25,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--prefix", default="An image of")
     p.add_argument("--n-tokens", type=int, default=None, help="tokens grown after the prefix (default: the tuned value)")
     p.add_argument("--alpha", type=float, nargs=2, default=None, metavar=("LM", "IMAGE"), help="weights of LM NLL and 1 − cos")
-    p.add_argument("--optimizer", choices=["autodan", "gcg", "random", "pez"], default="autodan")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="autodan")
     p.add_argument("--no-gradient", action="store_true", help="rank candidates by LM logits only (the control)")
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=None, help="candidates evaluated per step")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from fuse.optim import OPTIMIZERS
 from fuse.optim.config import AutoDANConfig, GCGConfig, OptimizerConfig, PEZConfig, RandomSearchConfig
 from fuse.parallel.config import DEFAULT_PARALLEL, SHARDS
 
@@ -45,7 +46,7 @@ def register(sub) -> None:
     p.add_argument("--init-text", default=BASE.init_text, help="initial optimized tokens as text (e.g. 'x x x x')")
     p.add_argument("--budget", type=int, default=BASE.budget, help="exact objective evaluations")
     p.add_argument("--batch-size", type=int, default=BASE.batch_size, help="candidates per step")
-    p.add_argument("--optimizer", choices=["gcg", "autodan", "pez", "random"], default="gcg")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="gcg")
     p.add_argument("--search", choices=["greedy", "beam"], default=BASE.search)
     p.add_argument("--beam-width", type=int, default=BASE.beam_width)
     p.add_argument("--top-k", type=int, default=GCG_D.top_k, help="GCG: candidate tokens per position")
