@@ -105,10 +105,12 @@ def run_fuse(smol, task: tuple[str, str], budget: int, width: int, seed: int, op
     chain.gradients, chain.evaluate_ids = timed_gradients, timed_evaluate
     config = GCGConfig(n_tokens=N_TOKENS, prefix=prompt, budget=budget, batch_size=width, top_k=TOP_K, seed=seed,
                        init_text=INIT_TEXT, **(options or {}))
+    c0 = time.process_time()
     res = optimize(chain, config)
+    cpu_seconds = time.process_time() - c0
     return {
         "best_text": res.best_text, "best_loss_own": res.best_loss, "evaluations": res.evaluations,
-        "seconds": res.seconds, "steps": len(res.history), "gradients": timers["gradients"],
+        "seconds": res.seconds, "cpu_seconds": cpu_seconds, "steps": len(res.history), "gradients": timers["gradients"],
         "gradient_s": timers["gradient_s"], "candidates_s": timers["candidates_s"],
         "other_s": res.seconds - timers["gradient_s"] - timers["candidates_s"],
         "history": [{"evaluations": h["evaluations"], "best_loss": h["best_loss"]} for h in res.history],
@@ -188,6 +190,8 @@ def summarize(runs: list[dict]) -> dict:
     loss_f, loss_n = st.mean(r["rescored"] for r in f), st.mean(r["rescored"] for r in n)
     eps_f = sum(r["evaluations"] for r in f) / sum(r["seconds"] for r in f)
     eps_n = sum(r["evaluations"] for r in n) / sum(r["seconds"] for r in n)
+    cps_f = sum(r["evaluations"] for r in f) / sum(r["cpu_seconds"] for r in f)
+    cps_n = sum(r["evaluations"] for r in n) / sum(r["cpu_seconds"] for r in n)
 
     def per_step(side, key):
         return 1e3 * sum(r[key] for r in side) / sum(r["steps"] for r in side)
@@ -199,6 +203,7 @@ def summarize(runs: list[dict]) -> dict:
         "tasks": len(runs), "mean_loss_fuse": loss_f, "mean_loss_nanogcg": loss_n, "loss_ratio": loss_f / loss_n,
         "fuse_wins": sum(a["rescored"] < b["rescored"] for a, b in zip(f, n)),
         "evals_per_s_fuse": eps_f, "evals_per_s_nanogcg": eps_n, "speed_ratio": eps_f / eps_n,
+        "evals_per_cpu_s_fuse": cps_f, "evals_per_cpu_s_nanogcg": cps_n, "cpu_speed_ratio": cps_f / cps_n,
         "mean_seconds_fuse": st.mean(r["seconds"] for r in f), "mean_seconds_nanogcg": st.mean(r["seconds"] for r in n),
         "mean_evaluations_fuse": st.mean(r["evaluations"] for r in f),
         "mean_evaluations_nanogcg": st.mean(r["evaluations"] for r in n),
@@ -243,12 +248,17 @@ def markdown(results: dict) -> str:
         s = r["summary"]
         rows.append([name, s["tasks"], s["mean_loss_fuse"], s["mean_loss_nanogcg"], s["loss_ratio"],
                      f"{s['fuse_wins']}/{s['tasks']}", s["evals_per_s_fuse"], s["evals_per_s_nanogcg"],
-                     s["speed_ratio"], s["mean_seconds_fuse"], s["mean_seconds_nanogcg"]])
+                     s["speed_ratio"], s.get("cpu_speed_ratio", float("nan")), s["mean_seconds_fuse"],
+                     s["mean_seconds_nanogcg"]])
     out = ["Mean CE over the target's tokens (nats/token) of each side's best prompt, re-scored by one shared "
            "scorer (the re-tokenized text); evaluations/s = evaluations ÷ wall time of the optimizer's run, "
-           "summed over tasks. Ratios are fuse ÷ nanoGCG (loss: lower is better; speed: higher is better).\n",
+           "summed over tasks; CPU speed ratio: the same with each process's CPU time instead of wall time (both "
+           "sides run one torch thread, so it is what the wall-time ratio would be on an idle machine, and it does "
+           "not move when other work shares the cores). Ratios are fuse ÷ nanoGCG (loss: lower is better; speed: "
+           "higher is better).\n",
            markdown_table(["budget", "tasks", "loss fuse", "loss nanoGCG", "loss ratio", "fuse better",
-                           "evals/s fuse", "evals/s nanoGCG", "speed ratio", "wall s fuse", "wall s nanoGCG"], rows),
+                           "evals/s fuse", "evals/s nanoGCG", "speed ratio", "CPU speed ratio", "wall s fuse",
+                           "wall s nanoGCG"], rows),
            "\n## Where the time goes\n",
            "Gradient: one call of the loss gradient w.r.t. the one-hot tokens (ms per step); candidates: "
            "exact scoring of the candidate batch (ms per evaluation); other: sampling, filtering, "

@@ -115,9 +115,9 @@ def main() -> None:
         return out
 
     gcg.compute_token_gradient, gcg._compute_candidates_loss_original = gradient, candidates
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = gcg.run(task["prompt"], task["target"])
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
 
     cumulative, n = [], 0
     for e in evals:
@@ -135,6 +135,7 @@ def main() -> None:
         "history": curve,
         "evaluations": cumulative[-1],
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "gradient_s": timers["gradient_s"],
         "candidates_s": timers["candidates_s"],
         "other_s": seconds - timers["gradient_s"] - timers["candidates_s"],

@@ -54,6 +54,8 @@ def register(sub) -> None:
     p.add_argument("--buffer-size", type=int, default=GCG_D.buffer_size, help="GCG: attack buffer size (nanoGCG's)")
     p.add_argument("--accept", choices=["improve", "always"], default=GCG_D.accept,
                    help="GCG / random: move only to better candidates, or always to the step's best (nanoGCG)")
+    p.add_argument("--combine", type=int, default=GCG_D.combine,
+                   help="GCG: evaluations per step spent on combining the step's best swaps (I-GCG; 0: off)")
     p.add_argument("--early-stop", action="store_true", help="stop once the primary produces --target-continuation exactly")
     p.add_argument("--probe-draft", default=None, metavar="MODEL",
                    help="GCG: probe sampling with this small draft model (any tokenizer) pre-screening candidates")
@@ -108,7 +110,7 @@ def make_config(args):
                   init_text=args.init_text, early_stop=args.early_stop)
     if args.optimizer == "gcg":
         return GCGConfig(**common, top_k=args.top_k, n_replace=args.n_replace, buffer_size=args.buffer_size,
-                         accept=args.accept)
+                         accept=args.accept, combine=args.combine)
     if args.optimizer == "random":
         return RandomSearchConfig(**common, n_replace=args.n_replace)
     if args.optimizer == "autodan":

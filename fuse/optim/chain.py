@@ -9,6 +9,8 @@ own tokenization of the text); :meth:`Chain.gradient` differentiates through the
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 from dataclasses import dataclass
 
@@ -211,7 +213,9 @@ class Chain:
         if ids.dim() != 2:
             raise ValueError(f"seqs must be (B, L) token ids of equal length, got shape {tuple(ids.shape)}")
         x = self.primary.embed(ids).detach().requires_grad_()
-        with torch.enable_grad():
+        first = int(torch.as_tensor(positions).min()) if positions is not None and len(positions) else 0
+        frozen = getattr(self.primary, "frozen_prefix", None)
+        with torch.enable_grad(), (frozen(first) if frozen is not None else contextlib.nullcontext()):
             P = self.losses_from_embeds(ids, x)
             total = P @ self.weights.to(P)
             (g,) = torch.autograd.grad(total.sum(), x)

@@ -6,6 +6,11 @@ in nanoGCG). Each step a subclass proposes ``batch_size`` candidates (:meth:`Swa
 from its pool member in ``n_replace`` positions; they are scored exactly and the pool is updated: with
 ``accept="improve"`` it keeps the best of pool and candidates (monotone), with ``accept="always"`` it becomes the
 step's best candidates (nanoGCG without a buffer). The result is always the best sequence ever scored.
+
+With ``combine=m`` (I-GCG's multi-coordinate update, Jia et al., 2024) ``m`` of a step's ``batch_size`` evaluations
+go to combinations of its best changes: the changes that beat the center, best first, are applied together
+cumulatively (the best two, the best three, …, skipping those that touch a position already changed), and each
+combination is scored exactly like any candidate. One step can thus take several improving swaps at once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ class SwapSearch(Optimizer):
     n_replace = 1
     buffer_size = 0
     accept = "improve"
+    combine = 0
 
     @property
     def pool_size(self) -> int:
@@ -36,7 +42,7 @@ class SwapSearch(Optimizer):
 
     def candidates(self, centers: list[list[int]]) -> list[list[int]]:
         """Apply the proposed swaps: ``batch_size`` candidates split over the centers (duplicates kept once)."""
-        per = max(1, self.batch_size // len(centers))
+        per = max(1, (self.batch_size - self.combine) // len(centers))
         pos, tok = self.propose(centers, per)
         base = torch.tensor(centers, dtype=torch.long).unsqueeze(1).expand(-1, per, -1).clone()  # (C, n, n_tokens)
         base.scatter_(2, pos, tok)
@@ -52,6 +58,25 @@ class SwapSearch(Optimizer):
         """``(c, n, n_replace)`` distinct random free positions per candidate."""
         return torch.rand(c, n, self.n_tokens, generator=self.gen).argsort(-1)[..., : self.n_replace]
 
+    def combinations(self, center: list[int], center_loss: float, cands: list[list[int]], c_loss: torch.Tensor
+                     ) -> list[list[int]]:
+        """Up to ``combine`` sequences applying the best 2, 3, … changes that beat ``center``, at distinct positions."""
+        better = sorted(((loss, i) for i, loss in enumerate(c_loss.tolist()) if loss < center_loss))
+        seq, used, taken, out = list(center), set(), 0, []
+        for _, i in better:
+            diff = [j for j, (a, b) in enumerate(zip(center, cands[i])) if a != b]
+            if not diff or len(diff) > self.n_replace or used.intersection(diff):
+                continue
+            for j in diff:
+                seq[j] = cands[i][j]
+            used.update(diff)
+            taken += 1
+            if taken >= 2:
+                out.append(list(seq))
+                if len(out) >= self.combine:
+                    break
+        return out
+
     def score_candidates(self, cands: list[list[int]]) -> torch.Tensor:
         """Exact losses of a step's candidates (probe sampling overrides this)."""
         return self.score(cands)
@@ -66,6 +91,10 @@ class SwapSearch(Optimizer):
             if not cands:
                 return "done"
             c_loss = self.score_candidates(cands)
+            if self.combine:
+                combos = self.combinations(pool[0], float(losses[0]), cands, c_loss)
+                if combos:
+                    cands, c_loss = cands + combos, torch.cat([c_loss, self.score(combos)])
             if self.accept == "always":
                 finite = torch.isfinite(c_loss)
                 if bool(finite.any()):

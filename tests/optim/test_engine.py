@@ -115,6 +115,22 @@ def test_batched_gradients_equal_one_hot_autograd(lm64):
         assert torch.allclose(g[b].double(), ref, atol=1e-6 * ref.abs().max())
 
 
+def test_gradients_over_a_frozen_prefix_equal_one_hot_autograd(lm64):
+    """Gradients at later positions run the shared prefix once (a KV cache reused while it is unchanged): same
+    values as full autograd, also when the prefix changes between calls."""
+    chain = Chain(lm64, [(Continuation(lm64, "over the lazy dog"), 1.0)])
+    tokens = torch.tensor([3, 17, 40, 99])
+    for head in ("the quick", "a small", "the quick"):
+        pre = lm64.tokenizer(head)["input_ids"]
+        seqs = [pre + lm64.tokenizer(" " + t)["input_ids"][:3] for t in ("brown fox jumps", "lazy dog naps", "boat on a")]
+        positions = [len(pre), len(pre) + 2]
+        _, _, g = chain.gradients(seqs, positions=positions, tokens=tokens)
+        assert lm64._frozen_memo is not None and torch.equal(lm64._frozen_memo[0], lm64.embed(torch.tensor(pre)))
+        for b, s in enumerate(seqs):
+            ref = _one_hot_gradient(chain, s)[positions][:, tokens]
+            assert torch.allclose(g[b].double(), ref, atol=1e-9 * ref.abs().max())
+
+
 # -- the optimizers ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def task():
@@ -182,6 +198,29 @@ def test_accept_always_moves_even_when_worse(task):
     res = GCG(chain, n_tokens=6, prefix="the quick", budget=160, batch_size=16, seed=0, accept="always").run()
     best = [h["best_loss"] for h in res.history]
     assert best == sorted(best, reverse=True)  # the result is still the best ever scored
+
+
+def test_combinations_apply_the_best_improving_swaps_together(task):
+    _, chain = task
+    opt = GCG(chain, n_tokens=6, prefix="the quick", budget=64, batch_size=16, seed=0, combine=3)
+    center = [10, 11, 12, 13, 14, 15]
+    swap = lambda j, t: [t if i == j else c for i, c in enumerate(center)]  # noqa: E731
+    cands = [swap(0, 20), swap(1, 21), swap(0, 22), swap(2, 23), swap(3, 24), [30, 31, 12, 13, 14, 15]]
+    losses = torch.tensor([0.5, 0.7, 0.4, 0.9, 1.5, 0.1])  # center at 1.0: the last (two swaps) and swap(3) do not count
+    combos = opt.combinations(center, 1.0, cands, losses)
+    # best first: swap(0, 22) (0.4), then swap(0, 20) is skipped (position 0 taken), swap(1, 21), swap(2, 23)
+    assert combos == [[22, 21, 12, 13, 14, 15], [22, 21, 23, 13, 14, 15]]
+
+
+def test_combine_spends_part_of_each_step_and_keeps_the_budget(task):
+    _, chain = task
+    plain = GCG(chain, n_tokens=6, prefix="the quick", budget=96, batch_size=16, seed=0).run()
+    comb = GCG(chain, n_tokens=6, prefix="the quick", budget=96, batch_size=16, seed=0, combine=4).run()
+    assert comb.evaluations <= 96 and plain.evaluations <= 96
+    assert comb.best_loss == GCG(chain, n_tokens=6, prefix="the quick", budget=96, batch_size=16, seed=0,
+                                 combine=4).run().best_loss
+    with pytest.raises(ValueError, match="combine"):
+        GCGConfig(batch_size=8, combine=8)
 
 
 def test_cache_and_budget(task):

@@ -172,9 +172,48 @@ class CausalLMBackbone(Backbone):
         positions = torch.as_tensor(positions, device=inputs_embeds.device)
         if "logits_to_keep" in self._forward_params and positions.numel():
             mask = None if attention_mask is None or bool((attention_mask == 1).all()) else attention_mask
+            n = getattr(self, "_frozen", 0)
+            if n and mask is None and int(positions.min()) >= n and inputs_embeds.shape[1] > n:
+                out = self._logits_after_frozen(inputs_embeds, positions, n)
+                if out is not None:
+                    return out
             out = self.model(inputs_embeds=inputs_embeds, attention_mask=mask, logits_to_keep=positions).logits
             return out[:, : positions.numel()]
         return self.logits(inputs_embeds, attention_mask)[:, positions]
+
+    @contextlib.contextmanager
+    def frozen_prefix(self, n: int):
+        """Within the block, :meth:`logits_at` treats the first ``n`` positions as constants: their KV cache is run
+        once without autograd and reused while their embeddings stay the same, and only the later positions run with
+        autograd. The gradient with respect to those ``n`` positions is then zero: for callers that want gradients
+        at later positions only (GCG's free tokens after a fixed prompt)."""
+        self._frozen = max(0, int(n))
+        try:
+            yield self
+        finally:
+            self._frozen = 0
+
+    def _logits_after_frozen(self, inputs_embeds, positions, n: int):
+        """:meth:`logits_at` over a constant prefix of ``n`` positions (``None``: not applicable, take the plain path)."""
+        params = self._forward_params
+        kw = "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+        head = inputs_embeds[:, :n].detach()
+        if kw is None or not bool((head == head[:1]).all()):
+            return None
+        memo = getattr(self, "_frozen_memo", None)
+        if memo is None or memo[0].shape != head[0].shape or not torch.equal(memo[0], head[0]):
+            with torch.no_grad():
+                res = self.model(inputs_embeds=head[:1], use_cache=True, logits_to_keep=1)
+            cache = res.get("cache", None)
+            memo = (head[0].clone(), cache if cache is not None else res.get("past_key_values", None))
+            if memo[1] is None:
+                return None
+            self._frozen_memo = memo
+        cache = copy.deepcopy(memo[1])
+        cache.batch_repeat_interleave(inputs_embeds.shape[0])
+        keep = positions - n
+        out = self.model(inputs_embeds=inputs_embeds[:, n:], use_cache=True, logits_to_keep=keep, **{kw: cache}).logits
+        return out[:, : keep.numel()]
 
     @contextlib.contextmanager
     def recording_logits(self, position: int):
