@@ -55,7 +55,8 @@ def register(sub) -> None:
     p.add_argument("--accept", choices=["improve", "always"], default=GCG_D.accept,
                    help="GCG / random: move only to better candidates, or always to the step's best (nanoGCG)")
     p.add_argument("--combine", type=int, default=GCG_D.combine,
-                   help="GCG: evaluations per step spent on combining the step's best swaps (I-GCG; 0: off)")
+                   help="GCG: evaluations per step spent on combining the step's best swaps (I-GCG; default "
+                        "batch-size // 8; 0: plain GCG)")
     p.add_argument("--early-stop", action="store_true", help="stop once the primary produces --target-continuation exactly")
     p.add_argument("--probe-draft", default=None, metavar="MODEL",
                    help="GCG: probe sampling with this small draft model (any tokenizer) pre-screening candidates")

@@ -128,7 +128,8 @@ class GCGConfig(OptimizerConfig):
             ``"always"``: it becomes each step's best candidate even when that is worse (nanoGCG with
             ``buffer_size=0``). The result is always the best sequence ever scored.
         combine: evaluations of each step spent on combinations of the step's best improving swaps (I-GCG's
-            multi-coordinate update; :mod:`fuse.optim.search`). ``0``: plain GCG.
+            multi-coordinate update; :mod:`fuse.optim.search`). ``None`` (default): ``batch_size // 8``, the setting
+            measured against nanoGCG (``engine_peer``); ``0``: plain GCG.
         probe: a :class:`ProbeConfig` to pre-screen each step's candidates with a cheap draft model.
     """
 
@@ -136,7 +137,7 @@ class GCGConfig(OptimizerConfig):
     n_replace: int = 1
     buffer_size: int = 0
     accept: str = "improve"
-    combine: int = 0
+    combine: int | None = None
     probe: ProbeConfig | None = None
 
     def __post_init__(self):
@@ -149,8 +150,10 @@ class GCGConfig(OptimizerConfig):
             raise ValueError(f"buffer_size must be an integer >= 0, got {self.buffer_size!r}")
         if self.accept not in ACCEPT:
             raise ValueError(f"unknown accept rule {self.accept!r}; use one of {ACCEPT}")
-        if isinstance(self.combine, bool) or not isinstance(self.combine, int) or not 0 <= self.combine < self.batch_size:
-            raise ValueError(f"combine must be an integer in [0, batch_size={self.batch_size}), got {self.combine!r}")
+        if self.combine is not None and (isinstance(self.combine, bool) or not isinstance(self.combine, int)
+                                         or not 0 <= self.combine < self.batch_size):
+            raise ValueError(f"combine must be None or an integer in [0, batch_size={self.batch_size}), "
+                             f"got {self.combine!r}")
         if self.buffer_size and self.search == "beam":
             raise ValueError("buffer_size and search='beam' are two ways of keeping several sequences; pick one")
         if self.probe is not None and not isinstance(self.probe, ProbeConfig):

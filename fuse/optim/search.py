@@ -7,10 +7,11 @@ from its pool member in ``n_replace`` positions; they are scored exactly and the
 ``accept="improve"`` it keeps the best of pool and candidates (monotone), with ``accept="always"`` it becomes the
 step's best candidates (nanoGCG without a buffer). The result is always the best sequence ever scored.
 
-With ``combine=m`` (I-GCG's multi-coordinate update, Jia et al., 2024) ``m`` of a step's ``batch_size`` evaluations
-go to combinations of its best changes: the changes that beat the center, best first, are applied together
-cumulatively (the best two, the best three, …, skipping those that touch a position already changed), and each
-combination is scored exactly like any candidate. One step can thus take several improving swaps at once.
+With ``combine=m`` (I-GCG's multi-coordinate update, Jia et al., 2024; GCG's default is ``batch_size // 8``)
+``m`` of a step's ``batch_size`` evaluations go to combinations of its best changes: the changes that beat the
+center, best first, are applied together cumulatively (the best two, the best three, …, skipping those that touch a
+position already changed), and each combination is scored exactly like any candidate. One step can thus take
+several improving swaps at once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ class SwapSearch(Optimizer):
     n_replace = 1
     buffer_size = 0
     accept = "improve"
-    combine = 0
+    combine: int | None = 0
+
+    @property
+    def n_combine(self) -> int:
+        """Evaluations per step for combinations (``combine=None``: ``batch_size // 8``)."""
+        return self.batch_size // 8 if self.combine is None else int(self.combine)
 
     @property
     def pool_size(self) -> int:
@@ -42,7 +48,7 @@ class SwapSearch(Optimizer):
 
     def candidates(self, centers: list[list[int]]) -> list[list[int]]:
         """Apply the proposed swaps: ``batch_size`` candidates split over the centers (duplicates kept once)."""
-        per = max(1, (self.batch_size - self.combine) // len(centers))
+        per = max(1, (self.batch_size - self.n_combine) // len(centers))
         pos, tok = self.propose(centers, per)
         base = torch.tensor(centers, dtype=torch.long).unsqueeze(1).expand(-1, per, -1).clone()  # (C, n, n_tokens)
         base.scatter_(2, pos, tok)
@@ -60,7 +66,7 @@ class SwapSearch(Optimizer):
 
     def combinations(self, center: list[int], center_loss: float, cands: list[list[int]], c_loss: torch.Tensor
                      ) -> list[list[int]]:
-        """Up to ``combine`` sequences applying the best 2, 3, … changes that beat ``center``, at distinct positions."""
+        """Up to :attr:`n_combine` sequences applying the best 2, 3, … changes that beat ``center``, at distinct positions."""
         better = sorted(((loss, i) for i, loss in enumerate(c_loss.tolist()) if loss < center_loss))
         seq, used, taken, out = list(center), set(), 0, []
         for _, i in better:
@@ -73,7 +79,7 @@ class SwapSearch(Optimizer):
             taken += 1
             if taken >= 2:
                 out.append(list(seq))
-                if len(out) >= self.combine:
+                if len(out) >= self.n_combine:
                     break
         return out
 
@@ -91,7 +97,7 @@ class SwapSearch(Optimizer):
             if not cands:
                 return "done"
             c_loss = self.score_candidates(cands)
-            if self.combine:
+            if self.n_combine:
                 combos = self.combinations(pool[0], float(losses[0]), cands, c_loss)
                 if combos:
                     cands, c_loss = cands + combos, torch.cat([c_loss, self.score(combos)])
