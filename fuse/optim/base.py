@@ -30,7 +30,8 @@ class OptimResult:
         evaluations: exact objective evaluations spent (the budget unit; cache hits are not counted).
         seconds: wall time.
         history: after every step ``{"step", "evaluations", "best_loss", "best_text"}``.
-        stopped: ``"budget"``, ``"patience"``, ``"target"``, ``"match"`` or ``"done"``.
+        stopped: ``"budget"``, ``"patience"``, ``"target"``, ``"match"``, ``"exhausted"`` (swap searches: several
+            steps in a row found no candidate not already scored) or ``"done"``.
         best_free_ids: the optimized tokens alone (without prefix and special tokens).
         best_free_text: their text.
         matched: whether the best text makes the primary produce its continuation target(s) exactly (``None``

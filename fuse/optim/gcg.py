@@ -27,11 +27,25 @@ class GCG(SwapSearch):
     config_class = GCGConfig
 
     def top_tokens(self, centers: list[list[int]]) -> torch.Tensor:
-        """``(C, n_free, top_k)`` allowed token ids with the most negative gradient at each free position (CPU)."""
+        """``(C, n_free, top_k)`` allowed token ids with the most negative gradient at each free position (CPU).
+
+        The last step's answer is kept: when no candidate beat the center (``accept="improve"``), the next step
+        proposes around the same sequence and its gradient is not computed again.
+        """
+        key = tuple(tuple(c) for c in centers)
+        memo = getattr(self, "_top_memo", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
         _, _, g = self.chain.gradients([self.full_ids(c) for c in centers], positions=self.free_positions(),
                                        tokens=self.allowed)
         k = min(self.top_k, g.shape[-1])
-        return self.allowed_cpu[(-g).topk(k, dim=-1).indices.cpu()]
+        top = self.allowed_cpu[(-g).topk(k, dim=-1).indices.cpu()]
+        self._top_memo = (key, top)
+        return top
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._top_memo = None
 
     def propose(self, centers, n):
         top = self.top_tokens(centers)                                       # (C, n_free, k)

@@ -8,10 +8,10 @@ from its pool member in ``n_replace`` positions; they are scored exactly and the
 step's best candidates (nanoGCG without a buffer). The result is always the best sequence ever scored.
 
 With ``combine=m`` (I-GCG's multi-coordinate update, Jia et al., 2024; GCG's default is ``batch_size // 8``)
-``m`` of a step's ``batch_size`` evaluations go to combinations of its best changes: the changes that beat the
-center, best first, are applied together cumulatively (the best two, the best three, …, skipping those that touch a
-position already changed), and each combination is scored exactly like any candidate. One step can thus take
-several improving swaps at once.
+the last ``m`` of a step's ``batch_size`` evaluations go to combinations of its best changes: the changes that beat
+the center, best first, are applied together cumulatively (the best two, the best three, …, skipping those that touch
+a position already changed), and each combination is scored exactly like any candidate (slots no combination fills
+take ordinary swaps). One step can thus take several improving swaps at once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from __future__ import annotations
 import torch
 
 from fuse.optim.base import Optimizer
+
+
+#: steps in a row that evaluate nothing new (every candidate cached or dropped) before a search stops ("exhausted")
+IDLE_STEPS = 5
 
 
 class SwapSearch(Optimizer):
@@ -48,7 +52,7 @@ class SwapSearch(Optimizer):
 
     def candidates(self, centers: list[list[int]]) -> list[list[int]]:
         """Apply the proposed swaps: ``batch_size`` candidates split over the centers (duplicates kept once)."""
-        per = max(1, (self.batch_size - self.n_combine) // len(centers))
+        per = max(1, self.batch_size // len(centers))
         pos, tok = self.propose(centers, per)
         base = torch.tensor(centers, dtype=torch.long).unsqueeze(1).expand(-1, per, -1).clone()  # (C, n, n_tokens)
         base.scatter_(2, pos, tok)
@@ -90,17 +94,21 @@ class SwapSearch(Optimizer):
     def _run(self) -> str | None:
         pool = [self.initial_free()]
         losses = self.score(pool)
-        step = 0
+        step = idle = 0
         while True:
             step += 1
+            before = self.evaluations
             cands = self.candidates(self.centers(pool))
             if not cands:
                 return "done"
+            m = self.n_combine if len(cands) > self.n_combine else 0
+            spare = cands[len(cands) - m :] if m else []  # the step's last m slots: combinations, else these swaps
+            cands = cands[: len(cands) - m]
             c_loss = self.score_candidates(cands)
-            if self.n_combine:
+            if m:
                 combos = self.combinations(pool[0], float(losses[0]), cands, c_loss)
-                if combos:
-                    cands, c_loss = cands + combos, torch.cat([c_loss, self.score(combos)])
+                fill = combos + spare[: m - len(combos)]
+                cands, c_loss = cands + fill, torch.cat([c_loss, self.score(fill)])
             if self.accept == "always":
                 finite = torch.isfinite(c_loss)
                 if bool(finite.any()):
@@ -114,6 +122,9 @@ class SwapSearch(Optimizer):
                 order = order[torch.isfinite(all_loss[order])] if bool(torch.isfinite(all_loss[order]).any()) else order
                 pool, losses = [all_pool[i] for i in order.tolist()], all_loss[order]
             self._record(step)
+            idle = idle + 1 if self.evaluations == before else 0
+            if idle >= IDLE_STEPS:  # every candidate drawn was met before or dropped: the neighbourhood is spent
+                return "exhausted"
             why = self._stop()
             if why:
                 return why

@@ -223,6 +223,28 @@ def test_combine_spends_part_of_each_step_and_keeps_the_budget(task):
         GCGConfig(batch_size=8, combine=8)
 
 
+def test_the_gradient_is_computed_again_only_when_the_center_moves(task):
+    _, chain = task
+    calls = []
+    gradients = chain.gradients
+    chain.gradients = lambda *a, **k: calls.append(1) or gradients(*a, **k)
+    try:
+        opt = GCG(chain, n_tokens=6, prefix="the quick", budget=400, batch_size=16, top_k=4, seed=1, combine=0)
+        res = opt.run()
+    finally:
+        chain.gradients = gradients
+    opt._reset()
+    best = [float(opt.score([opt.initial_free()])[0])] + [h["best_loss"] for h in res.history]
+    moved = sum(best[i] < best[i - 1] for i in range(1, len(res.history)))  # the center of steps 2.. changed
+    assert len(calls) == 1 + moved < len(res.history)
+
+
+def test_a_spent_neighbourhood_stops_the_search_instead_of_looping(task):
+    _, chain = task
+    res = GCG(chain, n_tokens=2, prefix="the quick", budget=10_000, batch_size=8, top_k=2, seed=0).run()
+    assert res.stopped == "exhausted" and res.evaluations < 10
+
+
 def test_cache_and_budget(task):
     _, chain = task
     res = RandomSearch(chain, n_tokens=2, prefix="the quick", budget=300, batch_size=64, seed=0).run()
