@@ -38,6 +38,8 @@ from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E4
 
 from fuse.forecast import QUANTILES, get_forecaster  # noqa: E402
 from fuse.forecast.ensemble import median_quantiles  # noqa: E402
+from fuse.forecast.registry import AUTO_CANDIDATES, AUTO_SETTINGS, DEFAULT_MODEL  # noqa: E402
+from fuse.forecast.select import SelectForecaster, cached_forecast  # noqa: E402
 from fuse.forecast.seasonality import season_length_for_freq  # noqa: E402
 from fuse.forecast.timeindex import regular_index  # noqa: E402
 
@@ -159,6 +161,16 @@ ENSEMBLES = {
     "median(ets,arima,theta)": ("auto_ets", "auto_arima", "auto_theta"),
 }
 BASELINES = ["naive", "seasonal_naive", "auto_ets", "auto_arima", "auto_theta"]
+#: Per-series selection by rolling-origin validation on the history (fuse.forecast.select), over
+#: registry.AUTO_CANDIDATES: name -> SelectForecaster settings. Every variant is the real
+#: SelectForecaster; member forecasts are shared through one cache, so a history already forecast
+#: by a member (the window before's, or another variant's fold) is not fitted again.
+SELECTORS = {f"select({'top' + str(top) if w == 'top' else 'invw'},f{folds})":
+             {"folds": folds, "top": top, "weighting": w, "median": False}
+             for folds in (1, 2, 3) for top, w in ((1, "top"), (2, "top"), (3, "top"), (1, "inverse_error"))}
+#: ... and with the median of all candidates as one more candidate (``+med``).
+SELECTORS.update({f"select(top1,f{folds},+med)": {"folds": folds, "top": 1, "weighting": "top", "median": True}
+                  for folds in (2, 3)})
 #: The CLI's default before seasons were inferred: AutoETS with season length 1 on every series.
 OLD_DEFAULT = "auto_ets(season=1)"
 #: The ensemble registered as ``ensemble`` in fuse.forecast.registry (ENSEMBLE_MEMBERS).
@@ -237,6 +249,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-calmflow", action="store_true")
     ap.add_argument("--max-history", type=int, default=1000, help="values of history each forecaster gets")
     ap.add_argument("--quick", action="store_true", help="one series per frequency, 1 cut-off (smoke test)")
+    ap.add_argument("--only", default=None, help="comma-separated series names (smoke tests; results go to forecasting_quick)")
+    ap.add_argument("--no-select", action="store_true", help="leave out the selection variants (SELECTORS)")
+    ap.add_argument("--render", action="store_true", help="only re-render results/forecasting.{md,png} from its JSON")
     ap.add_argument("--dump", default=None, help="also write every window's forecasts to this CSV (for analysis)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -255,8 +270,13 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     if args.optimize_descriptions:
         return optimize_descriptions(args)
+    if args.render:
+        return render_saved()
     series = load_series(args.max_history)
-    if args.quick:
+    if args.only:
+        series = {k: series[k] for k in args.only.split(",")}
+        args.quick = True
+    elif args.quick:
         first = {}
         for k, v in series.items():
             first.setdefault(v["group"], k)
@@ -267,10 +287,12 @@ def main(argv=None) -> int:
     lm_models = [] if args.no_lm else ["llmtime:smollm2-135m"]
     built, fit_seconds = _forecasters(fast + lm_models, args.seed)
     models = fast + lm_models
-    rows, train, runtime = [], [], {m: [] for m in models + list(ENSEMBLES)}
+    selectors = {} if args.no_select else SELECTORS
+    rows, train, runtime = [], [], {m: [] for m in models + list(ENSEMBLES) + list(selectors)}
     group_runtime = {}
     for sname, s in series.items():
         y, season, h = s["values"], s["season"], s["horizon"]
+        cache = {}  # member forecasts by history, shared by the baselines and every selection variant
         for k in range(args.cutoffs, 0, -1):
             cut = len(y) - k * h
             hist, fut = y[:cut][-args.max_history:], y[cut:cut + h]
@@ -288,13 +310,23 @@ def main(argv=None) -> int:
                     continue
                 t = time.perf_counter()
                 n = args.lm_samples if mod in lm_models else args.samples
-                fc = f.predict(hist, h, n_samples=n, seed=args.seed)
-                runtime[mod].append(time.perf_counter() - t)
+                if mod in AUTO_CANDIDATES:  # exactly the forecast a selector's final refit uses
+                    fc, sec = cached_forecast(f, hist, h, n_samples=n, seed=args.seed, cache=cache)
+                    runtime[mod].append(sec)
+                else:
+                    fc = f.predict(hist, h, n_samples=n, seed=args.seed)
+                    runtime[mod].append(time.perf_counter() - t)
                 qs[mod] = fc.quantiles
                 logger.info("%s %s: %.2fs", uid, mod, runtime[mod][-1])
             for ens, members in ENSEMBLES.items():
                 qs[ens] = median_quantiles([qs[m] for m in members])
                 runtime[ens].append(sum(runtime[m][-1] for m in members))
+            for sel, settings in selectors.items():
+                f = SelectForecaster([built[c](season) for c in AUTO_CANDIDATES], season, name=sel, cache=cache, **settings)
+                qs[sel] = f.predict(hist, h, n_samples=args.samples, seed=args.seed).quantiles
+                runtime[sel].append(f.last_seconds)  # every member forecast it used, at its cost when made
+                logger.info("%s %s: weights %s (validation MASE %s)", uid, sel, np.round(f.last_weights, 2),
+                            np.round(f.last_errors, 3))
             for mod in qs:
                 group_runtime.setdefault(s["group"], {}).setdefault(mod, []).append(runtime[mod][-1])
             for mod, q in qs.items():
@@ -302,7 +334,7 @@ def main(argv=None) -> int:
                 for j, lv in enumerate(QUANTILES):
                     win[qcol(mod, lv)] = q[:, j]
             rows += pd.DataFrame(win).to_dict("records")
-    everywhere = fast + list(ENSEMBLES)
+    everywhere = fast + list(ENSEMBLES) + list(selectors)
     all_models = everywhere + lm_models
     if args.dump:
         pd.DataFrame(rows).to_csv(args.dump, index=False)
@@ -319,6 +351,7 @@ def main(argv=None) -> int:
               "cutoffs": args.cutoffs, "samples": args.samples, "lm_samples": args.lm_samples,
               "lm_cutoffs": lm_cutoffs, "max_history": args.max_history, "quick": args.quick,
               "models": everywhere, "lm_models": lm_models, "ensembles": {k: list(v) for k, v in ENSEMBLES.items()},
+              "selectors": selectors, "selection_candidates": list(AUTO_CANDIDATES),
               "metrics": "utilsforecast.losses.mase / scaled_crps; gmean of ratio to seasonal_naive per window",
               "torch_threads": torch.get_num_threads()}
     name = "forecasting_quick" if args.quick else "forecasting"
@@ -355,6 +388,16 @@ def summarize(scores, everywhere, lm_models, runtime, series, cutoffs, lm_cutoff
         "windows": int(full.unique_id.nunique()),
         "per_series": full.groupby(["series", "model"])[["mase", "scrps"]].mean().reset_index().to_dict("records"),
     }
+    # Held-out view: the earlier cut-offs' windows end before the last cut-off, so a choice made on
+    # them (e.g. of the selection variant) uses nothing that the last cut-off's windows score.
+    cut = full.unique_id.str.split("|").str[1].astype(int)
+    if cut.nunique() > 1:
+        figures["earlier_cutoffs"] = table(full[cut < cut.max()], everywhere)
+        figures["last_cutoff"] = table(full[cut == cut.max()], everywhere)
+        sels = [m for m in SELECTORS if m in figures["earlier_cutoffs"]]
+        if sels:
+            ea = figures["earlier_cutoffs"]
+            figures["chosen_on_earlier_cutoffs"] = min(sels, key=lambda m: (ea[m]["rel_mase_gmean"], ea[m]["rel_crps_gmean"]))
     if lm_models:
         lm_windows = set(scores[scores.model.isin(lm_models)].unique_id)
         last = scores[scores.unique_id.isin(lm_windows)]
@@ -367,6 +410,13 @@ def summarize(scores, everywhere, lm_models, runtime, series, cutoffs, lm_cutoff
     return figures
 
 
+def default_selector() -> str | None:
+    """The SELECTORS variant that the registered default is (None when the default is no selector)."""
+    if DEFAULT_MODEL != "auto":
+        return None
+    return next((k for k, v in SELECTORS.items() if v == AUTO_SETTINGS), None)
+
+
 _KEYS = ("rel_mase_gmean", "rel_crps_gmean", "mase_mean", "scrps_mean", "seconds_per_forecast")
 
 
@@ -377,6 +427,8 @@ def _family(m: str) -> str:
         return "statistical (statsforecast)"
     if m.startswith("median("):
         return "median ensemble"
+    if m in SELECTORS:
+        return "selection (fuse, the default `auto`)" if m == default_selector() else "selection (fuse)"
     return "fuse"
 
 
@@ -411,7 +463,10 @@ def render_markdown(figures: dict, config: dict) -> str:
           f"\n\nBest: **{best}** (rel. MASE {aw[best]['rel_mase_gmean']:.3f}, rel. sCRPS {aw[best]['rel_crps_gmean']:.3f}); "
           f"best single statistical baseline: **{bb}** (rel. MASE {aw[bb]['rel_mase_gmean']:.3f}, "
           f"rel. sCRPS {aw[bb]['rel_crps_gmean']:.3f}).\n\n"
+          + _default_markdown(figures, models) +
           "## Per frequency (geometric-mean ratio to SeasonalNaive)\n\n" + markdown_table(per_freq_head, t2))
+    if "earlier_cutoffs" in figures:
+        md += _held_out_markdown(figures, models, config)
     if "lm_subset" in figures:
         ls = figures["lm_subset"]
         lm_rows = [[m, _family(m), *[ls[m][k] for k in _KEYS]] for m in [*models, *config.get("lm_models", [])] if m in ls]
@@ -424,6 +479,67 @@ def render_markdown(figures: dict, config: dict) -> str:
     if "description_optimization" in figures:
         md += _description_markdown(figures["description_optimization"], config.get("description_optimization", {}))
     return md
+
+
+def _default_markdown(figures: dict, models: list[str]) -> str:
+    """The registered default against every single statistical baseline, all windows and per frequency."""
+    d = default_selector() or DEFAULT_MODEL
+    aw, pf = figures["all_windows"], figures["per_frequency"]
+    if d not in aw:
+        return ""
+    stats = [m for m in BASELINES if m in aw]
+    groups = [g for g in HORIZONS if g in pf]
+    ahead = {m: aw[d]["rel_mase_gmean"] < aw[m]["rel_mase_gmean"] for m in stats if m != d}
+    ahead_c = {m: aw[d]["rel_crps_gmean"] < aw[m]["rel_crps_gmean"] for m in stats if m != d}
+    lost = {g: [m for m in stats if m != d and pf[g][m]["rel_mase_gmean"] < pf[g][d]["rel_mase_gmean"]] for g in groups}
+    tied = {g: [m for m in stats if m != d and pf[g][m]["rel_mase_gmean"] == pf[g][d]["rel_mase_gmean"]] for g in groups}
+    alias = f"`{DEFAULT_MODEL}` = {d}" if d != DEFAULT_MODEL else f"`{d}`"
+    others = ", ".join(f"{m} {aw[m]['rel_mase_gmean']:.4f}" for m in ahead)
+    per_group = "; ".join(f"{g}: {', '.join(lost[g]) or 'none'}" + (f" (tied: {', '.join(tied[g])})" if tied[g] else "")
+                          for g in groups)
+    return (f"The default, {alias}: rel. MASE {aw[d]['rel_mase_gmean']:.4f}, rel. sCRPS {aw[d]['rel_crps_gmean']:.4f}; "
+            f"ahead of every single statistical baseline on all windows in MASE: **{'yes' if all(ahead.values()) else 'no'}**"
+            f" ({others}), in sCRPS: "
+            f"**{'yes' if all(ahead_c.values()) else 'no'}**. Per frequency, baselines ahead of it in MASE: "
+            + per_group + ".\n\n")
+
+
+def _held_out_markdown(figures: dict, models: list[str], config: dict) -> str:
+    """Earlier cut-offs vs the last one: the selection variant chosen on the former, scored on the latter."""
+    ea, la, aw = figures["earlier_cutoffs"], figures["last_cutoff"], figures["all_windows"]
+    shown = [m for m in models if m in BASELINES or m in SELECTORS or m == REGISTERED_ENSEMBLE]
+    head = ["model", "earlier cut-offs MASE", "earlier sCRPS", "last cut-off MASE", "last sCRPS", "all MASE", "all sCRPS"]
+    rows = [[m, ea[m]["rel_mase_gmean"], ea[m]["rel_crps_gmean"], la[m]["rel_mase_gmean"], la[m]["rel_crps_gmean"],
+             aw[m]["rel_mase_gmean"], aw[m]["rel_crps_gmean"]] for m in shown if m in ea and m in la]
+    chosen = figures.get("chosen_on_earlier_cutoffs")
+    text = ("\n\n## Held out: chosen on the earlier cut-offs, scored on the last\n\n"
+            f"Selection variants (`SelectForecaster` over {', '.join(config.get('selection_candidates', AUTO_CANDIDATES))}: "
+            "`topK` = mean of the K best by validation MASE, `invw` = all weighted by 1/validation MASE, `fN` = N folds "
+            "of one horizon at the end of each window's own history, `+med` = the median of all candidates is one more "
+            "candidate). The windows of the earlier cut-offs end before the "
+            "last cut-off, so the variant with the best earlier-cut-off MASE is chosen without seeing any value the "
+            "last cut-off's windows are scored on.\n\n" + markdown_table(head, rows))
+    if chosen:
+        text += (f"\n\nChosen on the earlier cut-offs: **{chosen}**; on the held-out last cut-off it has rel. MASE "
+                 f"{la[chosen]['rel_mase_gmean']:.3f} / sCRPS {la[chosen]['rel_crps_gmean']:.3f}, against "
+                 + ", ".join(f"{m} {la[m]['rel_mase_gmean']:.3f} / {la[m]['rel_crps_gmean']:.3f}" for m in BASELINES if m in la)
+                 + f". The registered default `{DEFAULT_MODEL}` is {default_selector() or DEFAULT_MODEL}.")
+    return text
+
+
+def render_saved() -> int:
+    """Re-render results/forecasting.{md,png} from results/forecasting.json (after the default changed)."""
+    path = RESULTS / "forecasting.json"
+    payload = json.loads(path.read_text())
+    figures, config = payload["figures"], payload["config"]
+    md = render_markdown(figures, config)
+    header = (f"# forecasting\n\nGenerated by `benchmarks/forecasting.py` on {payload['date']} "
+              f"({payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, torch {payload['versions']['torch']}). "
+              f"Seed {payload['seed']}.\n\n")
+    (RESULTS / "forecasting.md").write_text(header + md.rstrip() + "\n")
+    plot(figures, RESULTS / "forecasting.png")
+    print(md)
+    return 0
 
 
 def optimize_descriptions(args) -> int:
@@ -535,7 +651,8 @@ def plot(figures, path):
     axes[0].set_xticks(x, models, rotation=40, ha="right", fontsize=7)
     axes[0].set_title(f"all {figures['windows']} windows: gmean ratio to SeasonalNaive", fontsize=9)
     axes[0].legend(fontsize=8)
-    shown = [m for m in models if not m.startswith("median(") or m in (figures["best_model"], REGISTERED_ENSEMBLE)][:9]
+    keep = (figures["best_model"], REGISTERED_ENSEMBLE, default_selector())
+    shown = [m for m in models if not (m.startswith("median(") or m in SELECTORS) or m in keep][:9]
     w = 0.8 / len(shown)
     gx = np.arange(len(groups))
     for i, m in enumerate(shown):

@@ -3,7 +3,7 @@
 Example:
     >>> import numpy as np
     >>> from fuse.forecast import get_forecaster
-    >>> f = get_forecaster("auto_ets", season_length=12)  # or DEFAULT_MODEL, the best measured
+    >>> f = get_forecaster("auto_ets", season_length=12)  # or DEFAULT_MODEL ("auto"), the best measured
     >>> fc = f.predict(np.sin(np.arange(60) / 12 * 2 * np.pi), horizon=6)
     >>> fc.quantiles.shape, fc.samples.shape
     ((6, 9), (20, 6))
@@ -12,6 +12,7 @@ Example:
 from fuse.forecast.base import (QUANTILES, Forecast, Forecaster, pinball_loss, quantiles_from_samples,
                                 samples_from_quantiles)
 from fuse.forecast.ensemble import MedianEnsemble, median_quantiles
+from fuse.forecast.select import SelectForecaster
 from fuse.forecast.registry import DEFAULT_MODEL, REGISTRY, ForecasterSpec, available, get_forecaster, register
 from fuse.forecast.pipeline import ForecastConfig, ForecastResult, forecast_csv, resolve_season_length
 from fuse.forecast.seasonality import infer_season_length, season_length_for_freq
@@ -20,7 +21,7 @@ from fuse.forecast.series import CsvSeries, as_series, read_csv_series, read_csv
 
 __all__ = [
     "DEFAULT_MODEL", "QUANTILES", "REGISTRY", "CsvSeries", "Forecast", "ForecastConfig", "ForecastResult", "Forecaster",
-    "ForecasterSpec", "MedianEnsemble", "Scaler", "SerializerConfig", "as_series", "available", "deserialize",
+    "ForecasterSpec", "MedianEnsemble", "Scaler", "SelectForecaster", "SerializerConfig", "as_series", "available", "deserialize",
     "forecast_csv", "get_forecaster", "infer_season_length", "median_quantiles", "pinball_loss",
     "quantiles_from_samples", "read_csv_series", "read_csv_timeseries", "register", "resolve_season_length",
     "samples_from_quantiles", "season_length_for_freq", "serialize",
