@@ -191,7 +191,7 @@ def score(items: list[Item], records: dict[str, dict], scorer, *, methods=("fuse
 
 def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, results_dir: Path | None = None) -> dict:
     """Command line (see the module docstring); ``lm`` / ``scorer`` backbones (and their ``adapters``) may be passed in."""
-    from fuse.captioning import CaptionConfig, Captioner
+    from fuse.captioning import PUBLISHED_CONFIG, CaptionConfig, Captioner
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", required=True, help="folder of COCO images (val2017/)")
@@ -200,10 +200,12 @@ def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, resul
     p.add_argument("--clip", default="openai/clip-vit-base-patch32", help="CLIP hub id or folder (the scorer)")
     p.add_argument("--lm", default="gpt2-medium", help="the writing causal LM (any name fuse.load accepts)")
     p.add_argument("--methods", default="fuse,magic")
-    p.add_argument("--n-tokens", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--n-tokens", type=int, default=PUBLISHED_CONFIG.n_tokens)
+    p.add_argument("--batch-size", type=int, default=PUBLISHED_CONFIG.batch_size)
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--alpha", type=float, default=22.0)
+    p.add_argument("--lm-weight", type=float, default=PUBLISHED_CONFIG.lm_weight,
+                   help="weight of the LM log-probability in AutoDAN's ranking (published: 1)")
     p.add_argument("--prefix", default="An image of")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda:LOCAL_RANK when a GPU is present)")
@@ -225,7 +227,7 @@ def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, resul
 
         scorer = load_scorer(args.clip, device=args.device)
     cfg = CaptionConfig(prefix=args.prefix, n_tokens=args.n_tokens, batch_size=args.batch_size, beam_width=args.beam_width,
-                        alpha=(1.0, args.alpha), seed=args.seed)
+                        alpha=(1.0, args.alpha), lm_weight=args.lm_weight, seed=args.seed)
     if args.metrics_only:
         records = finished(output)
     else:

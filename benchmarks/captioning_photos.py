@@ -185,7 +185,7 @@ def part_captions(args) -> None:
     judge = _label_scorer(enc, 1)
     jfeats = judge.encode_images(images)
     cfg = CaptionConfig(n_tokens=args.n_tokens, batch_size=args.batch_size, beam_width=args.beam_width,
-                        alpha=(1.0, args.alpha), seed=args.seed)
+                        alpha=(1.0, args.alpha), lm_weight=args.lm_weight, seed=args.seed)
     resume = Path(args.resume) if args.resume else None
     done = finished(resume)
     writers = args.writers.split(",")
@@ -261,7 +261,8 @@ def part_captions(args) -> None:
           f"(`fuse/captioning/data/photos.py`). The search optimizes α = {cfg.alpha} × (writer NLL, 1 − cos) under the "
           f"`{args.scorer}` scorer (label bridge on EfficientNet-Lite0 + MiniLM); {cfg.n_tokens} tokens after "
           f"\"{cfg.prefix}\", beam {cfg.beam_width}, {cfg.batch_size} candidates per step, budget {cfg.evaluations} exact "
-          f"evaluations per image for every search; seed {cfg.seed}; torch threads {torch.get_num_threads()} on a shared "
+          f"evaluations per image for every search; the gradient-guided search ranks candidates by −∇/std(∇) + "
+          f"{cfg.lm_weight} · log p_LM, the MAGIC-style control by log p_LM alone; seed {cfg.seed}; torch threads {torch.get_num_threads()} on a shared "
           f"2-core machine. CIDEr / BLEU-4 against the references (prefix removed); **named**: captions that name the "
           "photo's main object; **judge cos**: the label bridge on EfficientNet-Lite1 (another ImageNet network than "
           "the Lite0 optimized against; it shares the MiniLM text tower); fluency: mean NLL under the *other* LM "
@@ -277,7 +278,8 @@ def part_captions(args) -> None:
           + markdown_table(["photo"] + list(cap_rows), [[n] + [cap_rows[k][i] + (" ✓" if figs[k.replace(': ', '|')]["names_object"][n] else "")
                                                                 for k in cap_rows] for i, n in enumerate(names)])
           + f"\n\n✓ = names the main object. Run: `python -m benchmarks.captioning_photos --writers {','.join(writers)} "
-            f"--methods {','.join(methods)} --photos {','.join(names)}`.")
+            f"--methods {','.join(methods)} --n-tokens {cfg.n_tokens} --batch-size {cfg.batch_size} --lm-weight {cfg.lm_weight} "
+            f"--photos {','.join(names)}`.")
     write_results(args.name, config={"caption": asdict(cfg), "photos": names, "scorer": args.scorer,
                                                "judge": "label bridge on efficientnet-lite1", "writers": writers,
                                                "methods": methods, "torch_threads": torch.get_num_threads()},
@@ -334,9 +336,11 @@ def main(argv=None) -> None:
     p.add_argument("--writers", default="smollm2,gemma3")
     p.add_argument("--methods", default="fuse,magic,random,lm")
     p.add_argument("--n-tokens", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--alpha", type=float, default=22.0)
+    p.add_argument("--lm-weight", type=float, default=0.25, help="LM log-probability in the gradient-guided ranking "
+                   "(the control ranks by it alone, so its weight does not matter there)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="captioning_photos", help="results/<name>.{json,md,png}")
     p.add_argument("--resume", default=None, help="a JSONL file of finished items (appended; rerun to resume)")

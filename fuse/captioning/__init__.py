@@ -3,7 +3,7 @@ the image–text scorers it optimizes against (:mod:`~fuse.captioning.scorers`),
 image loading (:mod:`~fuse.captioning.vision`) and the clip-art data the bundled scorer was fitted on
 (:mod:`~fuse.captioning.data`)."""
 
-from fuse.captioning.pipeline import (DEFAULT_CONFIG, OPTIMIZERS, Caption, CaptionConfig, Captioner, caption,
-                                      steering_objective)
+from fuse.captioning.pipeline import (DEFAULT_CONFIG, OPTIMIZERS, PUBLISHED_CONFIG, Caption, CaptionConfig, Captioner,
+                                      caption, steering_objective)
 
-__all__ = ["CaptionConfig", "DEFAULT_CONFIG", "OPTIMIZERS", "Caption", "caption", "Captioner", "steering_objective"]
+__all__ = ["CaptionConfig", "DEFAULT_CONFIG", "PUBLISHED_CONFIG", "OPTIMIZERS", "Caption", "caption", "Captioner", "steering_objective"]

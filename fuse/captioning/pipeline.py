@@ -4,8 +4,9 @@ reaches the LM's tokens through the adapter (the FUSE recipe).
 For each image the objective is ``α_LM · NLL_LM(text) + α_img · (1 − cos(text, image))`` (plus an
 optional steering term ``w · (−log p(label | text))`` from a classifier), minimized over the tokens
 after a fixed prefix by AutoDAN-style left-to-right growth with beam search (or any optimizer in
-:mod:`fuse.optim`). Defaults follow the published FUSE code: prefix "An image of", α = (1, 22),
-AutoDAN + beam 4, 16 steps.
+:mod:`fuse.optim`). Defaults: prefix "An image of", α = (1, 22) and AutoDAN + beam 4 as in the published
+FUSE code, with 8 tokens × 128 candidates per step (1,024 exact evaluations) and ``lm_weight=0.25``, measured
+in docs/captioning.md; the published search (16 tokens × 64, ``lm_weight=1``) is :data:`PUBLISHED_CONFIG`.
 
 Example:
     >>> import fuse.captioning as fc                                  # doctest: +SKIP
@@ -33,7 +34,7 @@ from fuse.captioning.vision.images import load_images
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CaptionConfig", "DEFAULT_CONFIG", "Caption", "caption", "Captioner", "steering_objective"]
+__all__ = ["CaptionConfig", "DEFAULT_CONFIG", "PUBLISHED_CONFIG", "Caption", "caption", "Captioner", "steering_objective"]
 OPTIMIZERS = tuple(OPTIMIZER_CLASSES)  # every optimizer of fuse.optim can write captions
 
 
@@ -48,7 +49,8 @@ class CaptionConfig:
         optimizer: ``"autodan"`` (default), ``"gcg"``, ``"random"`` or ``"pez"``.
         use_gradient: rank AutoDAN's candidates by the scorer's gradient through the adapter
             (``False``: by LM logits only — the control without the cross-model gradient).
-        lm_weight: weight of the LM log-probability in AutoDAN's candidate ranking.
+        lm_weight: weight of the LM log-probability in AutoDAN's candidate ranking (0.25, tuned on the
+            optimized objective; the published code's 1 lets the LM's own top tokens fill the candidate list).
         complete_only: AutoDAN returns the best caption of exactly ``n_tokens`` tokens (``False``: the
             best of any length, which a fluency term pulls towards "An image of a").
         search, beam_width: ``"beam"`` with 4 beams by default.
@@ -66,15 +68,15 @@ class CaptionConfig:
     """
 
     prefix: str = "An image of"
-    n_tokens: int = 16
+    n_tokens: int = 8
     alpha: tuple[float, float] = (1.0, 22.0)
     optimizer: str = "autodan"
     use_gradient: bool = True
-    lm_weight: float = 1.0
+    lm_weight: float = 0.25
     complete_only: bool = True
     search: str = "beam"
     beam_width: int = 4
-    batch_size: int = 64
+    batch_size: int = 128
     budget: int | None = None
     steer_weight: float = 5.0
     image_batch_size: int = 16
@@ -102,7 +104,10 @@ class CaptionConfig:
 
 
 DEFAULT_CONFIG = CaptionConfig()
-"""What ``fuse caption`` uses (the published defaults; see docs/captioning.md for the measurements)."""
+"""What ``fuse caption`` uses (8 tokens × 128 candidates per step, ``lm_weight=0.25``: measured in docs/captioning.md)."""
+
+PUBLISHED_CONFIG = CaptionConfig(n_tokens=16, batch_size=64, lm_weight=1.0)
+"""The published FUSE code's search (16 tokens, 64 candidates per step, LM log-probability at weight 1): the COCO protocol."""
 
 
 @dataclass

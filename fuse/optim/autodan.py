@@ -4,10 +4,12 @@ objective's gradient and the primary LM's own next-token log-probabilities, eval
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 
 from fuse.optim.base import Optimizer
+from fuse.optim.chain import Evaluation
 from fuse.optim.config import AutoDANConfig
 
 
@@ -46,13 +48,78 @@ class AutoDAN(Optimizer):
                 rows.append(torch.log_softmax(prim.logits(x)[0, -1].float(), -1)[self.allowed])
         return torch.stack(rows)
 
+    def _fluency_at_end(self) -> bool:
+        """Whether the primary's own terms are all :class:`~fuse.objectives.Fluency` and the new token is the last.
+
+        Then one no-grad forward of the beams serves the primary entirely (:meth:`_own_gradient`): the new token
+        is only a *target* (no later token reads it), so its one-hot gradient is the target path alone,
+        ``−(w / n) · (A h_{L−1}) · E[v]`` (``n`` predicted tokens for the mean, 1 for the sum; times the soft-cap
+        derivative where logits are soft-capped), and every candidate's exact NLL is its beam's plus
+        ``−log p(v | beam)`` (:meth:`_known_primary`). Only the other models' terms need a backward pass and a
+        scoring pass.
+        """
+        from fuse.objectives.language import Fluency
+
+        prim = self.chain.primary
+        own = [t for t in self.chain.terms if t.bridge is None]
+        return (not self.tail_ids and getattr(prim, "kind", None) == "causal_lm" and all(type(t.objective) is Fluency
+                for t in own) and prim.model.get_output_embeddings() is not None)
+
+    def _own_gradient(self, beams: list[list[int]], pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(one-hot gradient of the primary's Fluency terms (B, len(allowed)), next-token log-probs (B, V))`` at ``pos``.
+
+        Equal (to rounding) to what :meth:`Chain.gradients` gives for those terms at the sequences' last position
+        (tested against it), from one no-grad forward of the beams without the new token.
+        """
+        prim = self.chain.primary
+        head = prim.model.get_output_embeddings()
+        captured = []
+        handle = head.register_forward_hook(lambda m, args, out: captured.append(args[0][:, -1]))
+        try:
+            with torch.no_grad():
+                ids = torch.tensor([self.full_ids(free)[:pos] for free in beams], dtype=torch.long, device=prim.device)
+                kw = {"logits_to_keep": 1} if "logits_to_keep" in prim._forward_params else {}
+                z = prim.model(input_ids=ids, **kw).logits[:, -1].float()
+        finally:
+            handle.remove()
+        g = torch.zeros(len(beams), len(self.allowed), device=prim.device)
+        own = [t for t in self.chain.terms if t.bridge is None]
+        if own and self.use_gradient and prim.target_gradient:
+            h = captured[-1].float()
+            s = prim.token_scores(h @ prim.output_map().to(h).T, self.allowed).to(g)  # (A h)·E[v]: the target logit
+            cap = getattr(prim.model.config, "final_logit_softcapping", None)
+            if cap:  # the soft-cap derivative at the token in place (the placeholder), as the backward pass takes it
+                s = s * (1 - (z[:, int(self.allowed_cpu[0])] / cap) ** 2)[:, None]
+            for t in own:
+                n = pos if t.objective.reduction == "mean" else 1  # tokens predicted in a sequence of pos + 1
+                g -= (t.weight / n) * s
+        return g, torch.log_softmax(z, -1)
+
     def _rank(self, beams: list[list[int]]) -> torch.Tensor:
-        """Scores ``(B, len(allowed))`` for the token at each beam's new last free position (on the primary's device)."""
+        """Scores ``(B, len(allowed))`` for the token at each beam's new last free position (on the primary's device).
+
+        Also leaves in ``self._next_logprobs`` the primary's next-token log-probabilities ``(B, V)`` after each
+        beam when the fast path (:meth:`_fluency_at_end`) computed them, else ``None``.
+        """
         prim = self.chain.primary
         pos = len(self.prefix_ids) + len(beams[0])
         score = torch.zeros(len(beams), len(self.allowed), device=prim.device)
         lp = None
-        if self.use_gradient:
+        self._next_logprobs = None
+        if pos > 0 and self._fluency_at_end():
+            # the fast path: one no-grad forward of the primary; a backward pass through the other models only
+            g, self._next_logprobs = self._own_gradient(beams, pos)
+            lp = self._next_logprobs[:, self.allowed]
+            if self.use_gradient:
+                bridged = copy.copy(self.chain)
+                bridged.terms = [t for t in self.chain.terms if t.bridge is not None]
+                if bridged.terms:
+                    placeholder = int(self.allowed_cpu[0])
+                    _, _, gb = bridged.gradients([self.full_ids(free + [placeholder]) for free in beams],
+                                                 positions=[pos], tokens=self.allowed)
+                    g = g + gb[:, 0].to(g)
+                score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
+        elif self.use_gradient:
             placeholder = int(self.allowed_cpu[0])
             seqs = [self.full_ids(free + [placeholder]) for free in beams]
             reuse = self.lm_weight > 0 and pos > 0 and any(t.bridge is None for t in self.chain.terms)
@@ -69,13 +136,56 @@ class AutoDAN(Optimizer):
             score += self.lm_weight * lp.to(score.device)
         return score
 
+    @contextlib.contextmanager
+    def _known_primary(self, beams: list[list[int]]):
+        """Within the block, :meth:`score` takes the primary's Fluency terms of ``beam + [v]`` from the beam's cached
+        value and ``−log p(v | beam)`` (``self._next_logprobs``) instead of a forward pass; the other terms are
+        scored exactly as :meth:`Chain.evaluate_ids` does. Unchanged when the fast path is off or a beam's own
+        values are not cached (the first step's empty beam)."""
+        lp, parts = self._next_logprobs, [self._cache.get(tuple(b)) for b in beams]
+        if lp is None or any(p is None for p in parts):
+            yield
+            return
+        chain = self.chain
+        rows = {tuple(b): i for i, b in enumerate(beams)}
+        n = len(self.prefix_ids) + len(beams[0])  # tokens of a beam's sequence; it predicts n − 1 of them
+        own = [j for j, t in enumerate(chain.terms) if t.bridge is None]
+
+        def evaluate_ids(seqs, batch_size=64, texts=None):
+            texts = texts if texts is not None else [chain.decode(s) for s in seqs]
+            cols = []
+            for j, t in enumerate(chain.terms):
+                if j in own:
+                    vals = []
+                    for s in seqs:
+                        free = tuple(s[len(self.prefix_ids) :])
+                        b = rows[free[:-1]]
+                        before, nll = parts[b][1][j], -float(lp[b, free[-1]])
+                        mean = t.objective.reduction == "mean"
+                        vals.append((before * (n - 1) + nll) / n if mean else before + nll)
+                    cols.append(torch.tensor(vals, dtype=torch.float32, device=chain.device))
+                else:
+                    cols.append(torch.cat([t.objective.score_texts(texts[i : i + batch_size], batch_size)[0]
+                                           for i in range(0, len(texts), batch_size)]).to(chain.device, torch.float32))
+            P = torch.stack(cols, 1)
+            return Evaluation(P @ chain.weights.to(P), P, None)
+
+        proxy = copy.copy(chain)
+        proxy.evaluate_ids = evaluate_ids
+        self.chain = proxy
+        try:
+            yield
+        finally:
+            self.chain = chain
+
     def _run(self):
         beams: list[list[int]] = [[]]
         for step in range(1, self.n_tokens + 1):
             per = max(1, self.batch_size // len(beams))
             top = self._rank(beams).topk(min(per, len(self.allowed)), dim=-1).indices.cpu()
             cands = [free + [int(self.allowed_cpu[i])] for free, row in zip(beams, top) for i in row.tolist()]
-            losses = self.score(cands)
+            with self._known_primary(beams):
+                losses = self.score(cands)
             order = torch.argsort(losses, stable=True)[: self.beam_width]
             beams = [cands[i] for i in order.tolist() if torch.isfinite(losses[i])] or beams
             self._record(step)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from benchmarks import captioning_coco as coco
 from benchmarks.captioning_photos import photo_retrieval
+from fuse.captioning import PUBLISHED_CONFIG
 from fuse.captioning.scorers import as_scorer
 from fuse.core.adapter import TensorAdapter
 from tiny import WORDS, bpe_tokenizer, tiny_causal_lm, tiny_clip
@@ -119,6 +120,8 @@ def test_coco_protocol_on_a_tiny_clip_resumes_and_scores(tmp_path, models, monke
         assert f["CLIP-S"] == pytest.approx(float((2.5 * (t * feats).sum(-1).clamp_min(0)).mean()), abs=1e-5)
     saved = json.loads((tmp_path / "captioning_coco.json").read_text())
     assert saved["figures"]["fuse"]["CIDEr"] == pytest.approx(figs["fuse"]["CIDEr"])
+    # the COCO protocol keeps the published search's LM weight, whatever fuse caption's default is
+    assert saved["config"]["caption"]["lm_weight"] == PUBLISHED_CONFIG.lm_weight == 1.0
     assert "| FUSE: AutoDAN" in (tmp_path / "captioning_coco.md").read_text()
     # a rerun resumes: nothing is captioned again, the same figures come back
     before = out.read_text()

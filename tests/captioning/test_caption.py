@@ -371,3 +371,17 @@ def test_autodan_captions_have_exactly_n_tokens(lm, enc, adapters):
     res = opt.run()
     assert len(res.best_ids) == len(opt.prefix_ids) + SMALL.n_tokens + len(opt.tail_ids)
     assert CaptionConfig().complete_only and LabelBridgeConfig().temperature == 2.0
+
+
+def test_default_search_is_the_measured_one_and_the_published_one_is_kept(lm, enc, adapters):
+    """fuse caption's default: 8 tokens × 128 candidates, lm_weight 0.25 (docs/captioning.md); the published search
+    (16 × 64, lm_weight 1) stays available for the COCO protocol. The captioner hands lm_weight to AutoDAN."""
+    from fuse.captioning import DEFAULT_CONFIG, PUBLISHED_CONFIG
+
+    assert (DEFAULT_CONFIG.n_tokens, DEFAULT_CONFIG.batch_size, DEFAULT_CONFIG.lm_weight) == (8, 128, 0.25)
+    assert DEFAULT_CONFIG.evaluations == 1024 == PUBLISHED_CONFIG.evaluations
+    assert (PUBLISHED_CONFIG.n_tokens, PUBLISHED_CONFIG.batch_size, PUBLISHED_CONFIG.lm_weight) == (16, 64, 1.0)
+    sc = _scorer(enc, "label")
+    cap = Captioner(lm, sc, replace(SMALL, lm_weight=0.25), adapters=adapters)
+    opt = cap.optimizer(cap.chain(sc.encode_images(IMAGES[:1])[0]))
+    assert opt.lm_weight == 0.25 and opt.use_gradient and opt.batch_size == SMALL.batch_size
