@@ -64,7 +64,7 @@ def caption_photos(smol, args) -> None:
 
     from fuse.captioning import DEFAULT_CONFIG, caption
 
-    cfg = replace(DEFAULT_CONFIG, n_tokens=args.caption_tokens, batch_size=16, seed=args.seed)
+    cfg = replace(DEFAULT_CONFIG, n_tokens=args.caption_tokens, seed=args.seed)  # the default search of `fuse caption`
     images = [getattr(skimage.data, name)() for name in PHOTOS]
     print(f"\nZero-shot captions (SmolLM2 writes; bundled scorer: EfficientNet-Lite0's ImageNet classes in MiniLM's "
           f"text space; {cfg.n_tokens} tokens, AutoDAN + beam {cfg.beam_width}, {cfg.batch_size} candidates per step, "
