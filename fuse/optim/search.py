@@ -10,8 +10,10 @@ step's best candidates (nanoGCG without a buffer). The result is always the best
 With ``combine=m`` (I-GCG's multi-coordinate update, Jia et al., 2024; GCG's default is ``batch_size // 8``)
 the last ``m`` of a step's ``batch_size`` evaluations go to combinations of its best changes: the changes that beat
 the center, best first, are applied together cumulatively (the best two, the best three, …, skipping those that touch
-a position already changed), and each combination is scored exactly like any candidate (slots no combination fills
-take ordinary swaps). One step can thus take several improving swaps at once.
+a position already changed), and each combination is scored exactly like any candidate. A step with fewer
+improving swaps than ``m`` scores fewer candidates, and the next step starts sooner from a fresh gradient (filling
+those slots with more swaps instead did worse on three of ``engine_peer``'s first four tasks). One step can thus take several
+improving swaps at once.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class SwapSearch(Optimizer):
 
     def candidates(self, centers: list[list[int]]) -> list[list[int]]:
         """Apply the proposed swaps: ``batch_size`` candidates split over the centers (duplicates kept once)."""
-        per = max(1, self.batch_size // len(centers))
+        per = max(1, (self.batch_size - self.n_combine) // len(centers))
         pos, tok = self.propose(centers, per)
         base = torch.tensor(centers, dtype=torch.long).unsqueeze(1).expand(-1, per, -1).clone()  # (C, n, n_tokens)
         base.scatter_(2, pos, tok)
@@ -101,14 +103,11 @@ class SwapSearch(Optimizer):
             cands = self.candidates(self.centers(pool))
             if not cands:
                 return "done"
-            m = self.n_combine if len(cands) > self.n_combine else 0
-            spare = cands[len(cands) - m :] if m else []  # the step's last m slots: combinations, else these swaps
-            cands = cands[: len(cands) - m]
             c_loss = self.score_candidates(cands)
-            if m:
+            if self.n_combine:
                 combos = self.combinations(pool[0], float(losses[0]), cands, c_loss)
-                fill = combos + spare[: m - len(combos)]
-                cands, c_loss = cands + fill, torch.cat([c_loss, self.score(fill)])
+                if combos:
+                    cands, c_loss = cands + combos, torch.cat([c_loss, self.score(combos)])
             if self.accept == "always":
                 finite = torch.isfinite(c_loss)
                 if bool(finite.any()):
