@@ -9,11 +9,11 @@ step's best candidates (nanoGCG without a buffer). The result is always the best
 
 With ``combine=m`` (I-GCG's multi-coordinate update, Jia et al., 2024; GCG's default is ``batch_size // 8``)
 the last ``m`` of a step's ``batch_size`` evaluations go to combinations of its best changes: the changes that beat
-the center, best first, are applied together cumulatively (the best two, the best three, …, skipping those that touch
-a position already changed), and each combination is scored exactly like any candidate. A step with fewer
-improving swaps than ``m`` scores fewer candidates, and the next step starts sooner from a fresh gradient (filling
-those slots with more swaps instead did worse on three of ``engine_peer``'s first four tasks). One step can thus take several
-improving swaps at once.
+the center, best first, are applied together cumulatively (the best two, the best three, …, skipping those that
+touch a position already changed), and each combination is scored exactly like any candidate. One step can thus
+take several improving swaps at once. A step with fewer improving swaps than ``m`` scores fewer candidates, and the
+next starts sooner from a fresh gradient (filling those slots with more swaps instead did worse on three of
+``engine_peer``'s first four tasks).
 """
 
 from __future__ import annotations
