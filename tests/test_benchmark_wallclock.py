@@ -34,7 +34,7 @@ def test_without_a_time_limit_it_is_fuse_optimize(chain, config):
 
 def test_the_clock_stops_a_run_and_the_cut_reads_the_history_at_that_time(chain):
     T = 0.3
-    _, res = run_timed(chain, GCGConfig(n_tokens=4, budget=10**6, batch_size=8, top_k=8, seed=0), seconds=T)
+    _, res = run_timed(chain, GCGConfig(n_tokens=16, budget=10**6, batch_size=8, top_k=128, seed=0), seconds=T)
     assert res.stopped == "time" and res.evaluations < 10**6
     assert res.history[-1]["seconds"] >= T > res.history[-2]["seconds"]  # stopped at the first step past T
     cut = at_time(res.history, T)
