@@ -10,7 +10,6 @@ own tokenization of the text); :meth:`Chain.gradient` differentiates through the
 from __future__ import annotations
 
 import contextlib
-
 import logging
 from dataclasses import dataclass
 

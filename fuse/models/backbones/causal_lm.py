@@ -201,7 +201,8 @@ class CausalLMBackbone(Backbone):
         if kw is None or not bool((head == head[:1]).all()):
             return None
         memo = getattr(self, "_frozen_memo", None)
-        if memo is None or memo[0].shape != head[0].shape or not torch.equal(memo[0], head[0]):
+        if (memo is None or memo[0].shape != head[0].shape or memo[0].device != head.device
+                or memo[0].dtype != head.dtype or not torch.equal(memo[0], head[0])):
             with torch.no_grad():
                 res = self.model(inputs_embeds=head[:1], use_cache=True, logits_to_keep=1)
             cache = res.get("cache", None)
