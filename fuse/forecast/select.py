@@ -192,7 +192,7 @@ class SelectForecaster(Forecaster):
             self._validation_seconds += sec
             for i, q in enumerate(qs):
                 if q is not None:
-                    errors[i, j - 1] = fold_mase(train, actual, _median(q), self.season_length)
+                    errors[i, j - 1] = fold_mase(train, actual, Forecast(q, QUANTILES).median, self.season_length)
         return errors
 
     def _predict(self, y, horizon, *, n_samples, seed, description):
@@ -216,7 +216,3 @@ class SelectForecaster(Forecaster):
         return (f"SelectForecaster(name={self.name!r}, members={[m.name for m in self.members]}, folds={self.folds}, "
                 f"top={self.top}, weighting={self.weighting!r}, median={self.median})")
 
-
-def _median(q: np.ndarray) -> np.ndarray:
-    """The 0.5 quantile ``(H,)`` of quantiles ``(H, Q)`` at :data:`QUANTILES` (as ``Forecast.median``)."""
-    return np.array([np.interp(0.5, QUANTILES, row) for row in q])

@@ -9,7 +9,7 @@ import copy
 import torch
 
 from fuse.optim.base import Optimizer
-from fuse.optim.chain import Evaluation
+from fuse.optim.chain import _cat
 from fuse.optim.config import AutoDANConfig
 
 
@@ -151,24 +151,24 @@ class AutoDAN(Optimizer):
         n = len(self.prefix_ids) + len(beams[0])  # tokens of a beam's sequence; it predicts n − 1 of them
         own = [j for j, t in enumerate(chain.terms) if t.bridge is None]
 
-        def evaluate_ids(seqs, batch_size=64, texts=None):
+        def known(j: int, t, seqs) -> torch.Tensor:
+            vals = []
+            for s in seqs:
+                free = tuple(s[len(self.prefix_ids) :])
+                b = rows[free[:-1]]
+                before, nll = parts[b][1][j], -float(lp[b, free[-1]])
+                vals.append((before * (n - 1) + nll) / n if t.objective.reduction == "mean" else before + nll)
+            return torch.tensor(vals, dtype=torch.float32, device=chain.device)
+
+        def evaluate_ids(seqs, batch_size=64, texts=None):  # Chain.evaluate_ids with the own terms known
             texts = texts if texts is not None else [chain.decode(s) for s in seqs]
-            cols = []
-            for j, t in enumerate(chain.terms):
-                if j in own:
-                    vals = []
-                    for s in seqs:
-                        free = tuple(s[len(self.prefix_ids) :])
-                        b = rows[free[:-1]]
-                        before, nll = parts[b][1][j], -float(lp[b, free[-1]])
-                        mean = t.objective.reduction == "mean"
-                        vals.append((before * (n - 1) + nll) / n if mean else before + nll)
-                    cols.append(torch.tensor(vals, dtype=torch.float32, device=chain.device))
-                else:
-                    cols.append(torch.cat([t.objective.score_texts(texts[i : i + batch_size], batch_size)[0]
-                                           for i in range(0, len(texts), batch_size)]).to(chain.device, torch.float32))
-            P = torch.stack(cols, 1)
-            return Evaluation(P @ chain.weights.to(P), P, None)
+            out = []
+            for i in range(0, len(seqs), batch_size):
+                part, chunk = seqs[i : i + batch_size], texts[i : i + batch_size]
+                out.append(chain._combine([(known(j, t, part), None) if j in own
+                                           else t.objective.score_texts(chunk, batch_size)
+                                           for j, t in enumerate(chain.terms)]))
+            return _cat(out)
 
         proxy = copy.copy(chain)
         proxy.evaluate_ids = evaluate_ids

@@ -38,6 +38,12 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def _returned_cache(out):
+    """The KV cache a forward with ``use_cache=True`` returned (transformers 5 calls it ``cache``, 4.x ``past_key_values``)."""
+    cache = out.get("cache", None)
+    return cache if cache is not None else out.get("past_key_values", None)
+
+
 @dataclass
 class TokenScores:
     """Exact scores of the tokens ``ids[:, 1:]`` of a batch (``(B, L-1)`` each; zero where not asked for).
@@ -140,8 +146,7 @@ class _PrefixCache:
             model_kw = {self.kw: self.cache} if self.cache is not None else {}
             out = self.backbone.model(input_ids=torch.tensor([prefix[keep:]], device=self.backbone.device),
                                       use_cache=True, logits_to_keep=ask if ask.numel() else 1, **model_kw)
-            cache = out.get("cache", None)
-            self.cache = cache if cache is not None else out.get("past_key_values", None)
+            self.cache = _returned_cache(out)
             for i, j in enumerate(ask.tolist()):
                 self.logits[j + keep] = out.logits[:, i]
         self.seq = list(prefix)
@@ -195,8 +200,7 @@ class CausalLMBackbone(Backbone):
 
     def _logits_after_frozen(self, inputs_embeds, positions, n: int):
         """:meth:`logits_at` over a constant prefix of ``n`` positions (``None``: not applicable, take the plain path)."""
-        params = self._forward_params
-        kw = "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+        kw = self._cache_kw
         head = inputs_embeds[:, :n].detach()
         if kw is None or not bool((head == head[:1]).all()):
             return None
@@ -205,8 +209,7 @@ class CausalLMBackbone(Backbone):
                 or memo[0].dtype != head.dtype or not torch.equal(memo[0], head[0])):
             with torch.no_grad():
                 res = self.model(inputs_embeds=head[:1], use_cache=True, logits_to_keep=1)
-            cache = res.get("cache", None)
-            memo = (head[0].clone(), cache if cache is not None else res.get("past_key_values", None))
+            memo = (head[0].clone(), _returned_cache(res))
             if memo[1] is None:
                 return None
             self._frozen_memo = memo
@@ -299,6 +302,12 @@ class CausalLMBackbone(Backbone):
             self._params = set(inspect.signature(self.model.forward).parameters)
         return self._params
 
+    @property
+    def _cache_kw(self) -> str | None:
+        """The name under which the model's ``forward`` takes a KV cache (``None``: it takes none)."""
+        params = self._forward_params
+        return "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+
     @torch.no_grad()
     def score_tokens(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      need: torch.Tensor | None = None, *, batch_size: int = 64) -> TokenScores:
@@ -321,9 +330,8 @@ class CausalLMBackbone(Backbone):
                           torch.zeros(B, L - 1, dtype=torch.bool, device=ids.device))
         if L < 2 or not bool(need.any()):
             return out
-        params = self._forward_params
-        cache_kw = "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
-        cached = bool(cache_kw and "logits_to_keep" in params)
+        cache_kw = self._cache_kw
+        cached = bool(cache_kw and "logits_to_keep" in self._forward_params)
         rows = (ids * mask).tolist()
         lengths = mask.sum(1).tolist()
         overhead = CHUNK_OVERHEAD.get(ids.device.type, CHUNK_OVERHEAD["cpu"])
