@@ -123,12 +123,16 @@ class Optimizer:
 
     def round_trips(self, frees: list[list[int]]) -> list[bool]:
         """Whether each candidate's text re-tokenizes to exactly its ids in the primary (what the models will see)."""
+        return self._round_trip_texts(frees)[0]
+
+    def _round_trip_texts(self, frees: list[list[int]]) -> tuple[list[bool], list[str]]:
+        """:meth:`round_trips` and the decoded texts it checked."""
         if not frees:
-            return []
+            return [], []
         fulls = [self.full_ids(f) for f in frees]
         texts = [self.chain.decode(f) for f in fulls]
         enc = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
-        return [list(e) == f and bool(t.strip()) for e, f, t in zip(enc, fulls, texts)]
+        return [list(e) == f and bool(t.strip()) for e, f, t in zip(enc, fulls, texts)], texts
 
     # -- initial tokens -------------------------------------------------------------------
     def random_free(self, n: int | None = None) -> list[int]:
@@ -165,25 +169,32 @@ class Optimizer:
         out = torch.full((len(frees),), float("inf"))
         if not frees:
             return out
-        ok = self.round_trips(frees)
-        self.dropped += ok.count(False)
-        todo, seen = [], {}
-        for i, (f, good) in enumerate(zip(frees, ok)):
-            if not good:
-                continue
+        rest = []  # indices not answered by the cache (only candidates that round-tripped are ever cached)
+        for i, f in enumerate(frees):
             key = tuple(f)
             if self.config.cache and key in self._cache:
                 self.cache_hits += 1
                 out[i] = self._cache[key][0]
-            elif key in seen:
+            else:
+                rest.append(i)
+        ok, texts = self._round_trip_texts([frees[i] for i in rest])
+        self.dropped += ok.count(False)
+        todo, todo_texts, seen = [], [], {}
+        for i, good, text in zip(rest, ok, texts):
+            if not good:
+                continue
+            key = tuple(frees[i])
+            if key in seen:
                 seen[key].append(i)
             else:
                 seen[key] = [i]
-                todo.append(f)
+                todo.append(frees[i])
+                todo_texts.append(text)
         left = self.budget - self.evaluations
-        todo = todo[: max(left, 0)]
+        todo, todo_texts = todo[: max(left, 0)], todo_texts[: max(left, 0)]
         if todo:
-            ev = self.chain.evaluate_ids([self.full_ids(f) for f in todo], batch_size=self.eval_batch_size)
+            ev = self.chain.evaluate_ids([self.full_ids(f) for f in todo], batch_size=self.eval_batch_size,
+                                         texts=todo_texts)
             totals, parts = ev.total.tolist(), ev.parts.tolist()
             matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
             for f, loss, part, match in zip(todo, totals, parts, matches):
