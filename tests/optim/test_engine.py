@@ -50,14 +50,22 @@ def test_score_tokens_equals_the_plain_forward(lm64, batch_size):
     assert torch.equal(s.argmax, top & need & (mask[:, 1:] == 1))
 
 
+def _lcp_with(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=7), min_size=1, max_size=12), st.integers(1, 5),
-       st.integers(0, 40))
-def test_plan_chunks_covers_every_row_once_within_shared_prefixes(rows, max_rows, overhead):
+       st.integers(0, 40), st.booleans())
+def test_plan_chunks_covers_every_row_once_within_shared_prefixes(rows, max_rows, overhead, with_base):
     lengths = [len(r) for r in rows]
     L = max(lengths)
     padded = [r + [0] * (L - len(r)) for r in rows]
-    chunks = plan_chunks(padded, lengths, max_rows, overhead)
+    base = [_lcp_with(r, rows[0]) for r in rows] if with_base else None
+    chunks = plan_chunks(padded, lengths, max_rows, overhead, base)
     members = sorted(i for c, _ in chunks for i in c)
     assert members == list(range(len(rows)))
     for c, P in chunks:
@@ -129,6 +137,38 @@ def test_gradients_over_a_frozen_prefix_equal_one_hot_autograd(lm64):
         for b, s in enumerate(seqs):
             ref = _one_hot_gradient(chain, s)[positions][:, tokens]
             assert torch.allclose(g[b].double(), ref, atol=1e-9 * ref.abs().max())
+
+
+def test_scoring_around_a_gradient_pass_reuses_its_cache_and_equals_the_plain_forward(lm64):
+    """After a one-sequence gradient pass over a frozen prefix, scoring that sequence's swap candidates crops the
+    pass's KV cache instead of running their shared prefixes again (no batch-1 forward), with the plain values;
+    a memo of another sequence is ignored where the tokens differ."""
+    chain = Chain(lm64, [(Continuation(lm64, "over the lazy dog"), 1.0)])
+    obj = chain.terms[0].objective
+    pre = lm64.tokenizer("the quick")["input_ids"]
+    center = pre + lm64.tokenizer(" brown fox jumps over a calm lake")["input_ids"]
+    g = torch.Generator().manual_seed(0)
+    cands = []
+    for _ in range(12):
+        c = list(center)
+        for p in torch.randint(len(pre), len(center), (int(torch.randint(1, 3, (1,), generator=g)),), generator=g):
+            c[int(p)] = int(torch.randint(5, 100, (1,), generator=g))
+        cands.append(c)
+    for seq in (center, cands[0]):  # the memo of the center, then of a sequence the others share less with
+        chain.gradients([seq], positions=list(range(len(pre), len(seq))))
+        assert lm64._base_memo is not None
+        calls = []
+        forward = lm64.model.forward
+        lm64.model.forward = lambda *a, **k: calls.append(k.get("input_ids").shape) or forward(*a, **k)
+        try:
+            ids = torch.tensor(cands)
+            fast, _ = obj.score_ids(ids, torch.ones_like(ids), batch_size=64)
+        finally:
+            del lm64.model.forward
+        ref = obj.loss(lm64.embed(ids), ids, torch.ones_like(ids))
+        assert torch.allclose(fast.double(), ref, atol=TOL64)
+        if seq is center:
+            assert calls and all(shape[0] > 1 or shape[1] > 4 for shape in calls), calls
 
 
 # -- the optimizers ----------------------------------------------------------------------------------------------

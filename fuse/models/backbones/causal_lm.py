@@ -80,30 +80,41 @@ def _lcp(a: list[int], b: list[int], n: int) -> int:
     return i
 
 
-def plan_chunks(rows: list[list[int]], lengths: list[int], max_rows: int, overhead: int | None = 16):
+def plan_chunks(rows: list[list[int]], lengths: list[int], max_rows: int, overhead: int | None = 16,
+                base_lcp: list[int] | None = None):
     """Cut a batch into chunks that share long token prefixes: ``[(row indices, shared prefix length), ...]``.
 
     Rows are sorted so that rows sharing a prefix are adjacent; chunk boundaries are chosen by dynamic programming
     to minimize the token positions a forward must run — every row's remainder after its chunk's shared prefix, the
     part of that prefix not already cached by the previous chunk — plus ``overhead`` positions per forward (kernel
-    launches: larger on a GPU). ``overhead=None``
+    launches: larger on a GPU). ``base_lcp[i]``: how many leading tokens row ``i`` shares with a sequence whose KV
+    cache is already at hand (an optimizer's center, from its gradient pass); rows are then grouped by it, and a
+    chunk whose shared prefix lies within that sequence costs no prefix forward. ``overhead=None``
     keeps the input order in chunks of ``max_rows`` with no prefix sharing.
     """
     B = len(rows)
     if overhead is None:
         return [(list(range(i, min(i + max_rows, B))), 0) for i in range(0, B, max_rows)]
-    order = sorted(range(B), key=lambda i: rows[i][: lengths[i]])
+    if base_lcp is None:
+        order = sorted(range(B), key=lambda i: rows[i][: lengths[i]])
+    else:
+        order = sorted(range(B), key=lambda i: (base_lcp[i], rows[i][: lengths[i]]))
     lcp = [_lcp(rows[order[i]], rows[order[i + 1]], min(lengths[order[i]], lengths[order[i + 1]]))
            for i in range(B - 1)]
     best = [0.0] + [float("inf")] * B
     cut = [0] * (B + 1)
     for j in range(1, B + 1):
-        P, longest = None, 0
+        P, longest, on_base = None, 0, 0
         for i in range(j - 1, max(-1, j - 1 - max_rows), -1):  # chunk order[i:j]
             longest = max(longest, lengths[order[i]])
             P = lengths[order[i]] if P is None else min(P, lcp[i])
             P = min(P, lengths[order[i]])
-            ext = P - min(P, lcp[i - 1]) if i > 0 else P  # the prefix cache is extended from the previous chunk's
+            if base_lcp is not None:
+                on_base = max(on_base, base_lcp[order[i]])
+            if P <= on_base:
+                ext = 0  # the shared prefix is a prefix of the base sequence: its KV cache is at hand
+            else:
+                ext = P - min(P, lcp[i - 1]) if i > 0 else P  # the prefix cache is extended from the previous chunk's
             cost = best[i] + ext + (j - i) * (longest - P) + overhead
             if cost < best[j]:
                 best[j], cut[j] = cost, i
@@ -117,18 +128,42 @@ def plan_chunks(rows: list[list[int]], lengths: list[int], max_rows: int, overhe
     return chunks[::-1]
 
 
+def _detach_cache(cache) -> bool:
+    """Detach a KV cache's tensors in place (the forward that filled it ran with autograd); False if unknown layout."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None and all(hasattr(x, "keys") and hasattr(x, "values") for x in layers):
+        for layer in layers:
+            if isinstance(layer.keys, torch.Tensor) and isinstance(layer.values, torch.Tensor):
+                layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
+        return all(isinstance(x.keys, torch.Tensor) for x in layers) and bool(layers)
+    if hasattr(cache, "key_cache") and hasattr(cache, "value_cache"):  # transformers 4.x DynamicCache
+        cache.key_cache = [k.detach() for k in cache.key_cache]
+        cache.value_cache = [v.detach() for v in cache.value_cache]
+        return bool(cache.key_cache)
+    return False
+
+
 class _PrefixCache:
     """The KV cache of the last prefix run, extended or cut back for the next one (chunks come in sorted order,
     so consecutive prefixes share most of their tokens), with the logits of the positions asked for."""
 
-    def __init__(self, backbone, kw: str):
+    def __init__(self, backbone, kw: str, base: tuple[list[int], object] | None = None):
         self.backbone, self.kw, self.broken = backbone, kw, False
         self.seq: list[int] = []
         self.cache = None
         self.logits: dict[int, torch.Tensor] = {}
+        self.base = base  # (token ids, KV cache of batch 1 covering at least those ids), never modified
 
     def get(self, prefix: list[int], want: list[int]):
         """A fresh copy of the KV cache of ``prefix`` (batch 1) and the logits ``(1, len(want), V)`` at ``want``."""
+        if self.base is not None and not want and len(prefix) <= len(self.base[0]):
+            seq, cache = self.base
+            if _lcp(seq, prefix, len(prefix)) == len(prefix):  # within the base sequence: crop a copy, no forward
+                out = copy.deepcopy(cache)
+                extra = out.get_seq_length() - len(prefix)
+                if extra:
+                    out.crop(-extra)
+                return out, None
         keep = _lcp(self.seq, prefix, min(len(self.seq), len(prefix))) if self.cache is not None else 0
         missing = [j for j in want if j < keep and j not in self.logits]
         if missing:
@@ -216,8 +251,35 @@ class CausalLMBackbone(Backbone):
         cache = copy.deepcopy(memo[1])
         cache.batch_repeat_interleave(inputs_embeds.shape[0])
         keep = positions - n
-        out = self.model(inputs_embeds=inputs_embeds[:, n:], use_cache=True, logits_to_keep=keep, **{kw: cache}).logits
-        return out[:, : keep.numel()]
+        res = self.model(inputs_embeds=inputs_embeds[:, n:], use_cache=True, logits_to_keep=keep, **{kw: cache})
+        if inputs_embeds.shape[0] == 1:  # one sequence (an optimizer's center): its candidates' scoring reuses its cache
+            full = _returned_cache(res)
+            full = cache if full is None else full
+            if _detach_cache(full):
+                self._base_memo = (inputs_embeds[0].detach().clone(), full)
+        return res.logits[:, : keep.numel()]
+
+    def _base_for(self, ids: torch.Tensor, lengths: list[int]) -> tuple[tuple[list[int], object], list[int]] | None:
+        """The KV cache of the last single-sequence gradient pass (:meth:`frozen_prefix`), if rows of ``ids`` start
+        with its tokens: ``((base ids, cache), per-row count of leading tokens shared with it)``.
+
+        The pass ran on embeddings; a row shares a position with it when the row's embedding there is the same
+        (which is all the KV cache depends on), so the memo stays valid whatever produced it.
+        """
+        memo = getattr(self, "_base_memo", None)
+        if memo is None:
+            return None
+        base, cache = memo
+        n = min(ids.shape[1], base.shape[0])
+        if n < 2 or base.device != ids.device:
+            return None
+        same = (self.embed(ids[:, :n]).to(base.dtype) == base[None, :n]).all(-1)            # (B, n)
+        shared = same.int().cumprod(1).sum(1)
+        shared = torch.minimum(shared, torch.as_tensor(lengths, device=shared.device)).tolist()
+        top = max(range(len(shared)), key=shared.__getitem__)
+        if shared[top] < 2:
+            return None
+        return (ids[top, : shared[top]].tolist(), cache), shared
 
     @contextlib.contextmanager
     def recording_logits(self, position: int):
@@ -335,8 +397,10 @@ class CausalLMBackbone(Backbone):
         rows = (ids * mask).tolist()
         lengths = mask.sum(1).tolist()
         overhead = CHUNK_OVERHEAD.get(ids.device.type, CHUNK_OVERHEAD["cpu"])
-        prefixes = _PrefixCache(self, cache_kw) if cached else None
-        for chunk, P in plan_chunks(rows, lengths, max(1, int(batch_size)), overhead if cached else None):
+        found = self._base_for(ids, lengths) if cached else None
+        base, base_lcp = found if found is not None else (None, None)
+        prefixes = _PrefixCache(self, cache_kw, base) if cached else None
+        for chunk, P in plan_chunks(rows, lengths, max(1, int(batch_size)), overhead if cached else None, base_lcp):
             r = torch.tensor(chunk, device=ids.device)
             Lc = max(lengths[i] for i in chunk)
             self._score_chunk(ids[r, :Lc], mask[r, :Lc], need[r, : Lc - 1], min(P, Lc - 1) if cached else 0,
