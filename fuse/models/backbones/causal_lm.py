@@ -263,8 +263,9 @@ class CausalLMBackbone(Backbone):
         """The KV cache of the last single-sequence gradient pass (:meth:`frozen_prefix`), if rows of ``ids`` start
         with its tokens: ``((base ids, cache), per-row count of leading tokens shared with it)``.
 
-        The pass ran on embeddings; a row shares a position with it when the row's embedding there is the same
-        (which is all the KV cache depends on), so the memo stays valid whatever produced it.
+        The pass ran on embeddings; a row shares a position with it when its token there is the batch's most common
+        one and that token's embedding is the pass's (which is all the KV cache depends on), so the memo stays valid
+        whatever produced it, and checking costs one embedding lookup per position, not per row.
         """
         memo = getattr(self, "_base_memo", None)
         if memo is None:
@@ -273,7 +274,9 @@ class CausalLMBackbone(Backbone):
         n = min(ids.shape[1], base.shape[0])
         if n < 2 or base.device != ids.device:
             return None
-        same = (self.embed(ids[:, :n]).to(base.dtype) == base[None, :n]).all(-1)            # (B, n)
+        cols = ids[:, :n]
+        mode = cols.mode(0).values                                                            # (n,) the batch's token
+        same = (cols == mode) & (self.embed(mode).to(base.dtype) == base[:n]).all(-1)         # (B, n)
         shared = same.int().cumprod(1).sum(1)
         shared = torch.minimum(shared, torch.as_tensor(lengths, device=shared.device)).tolist()
         top = max(range(len(shared)), key=shared.__getitem__)
