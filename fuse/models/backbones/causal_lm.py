@@ -275,7 +275,10 @@ class CausalLMBackbone(Backbone):
         if n < 2 or base.device != ids.device:
             return None
         cols = ids[:, :n]
-        mode = cols.mode(0).values                                                            # (n,) the batch's token
+        try:
+            mode = cols.mode(0).values                                                        # (n,) the batch's token
+        except (RuntimeError, NotImplementedError):  # a backend without torch.mode: plain prefix caching
+            return None
         same = (cols == mode) & (self.embed(mode).to(base.dtype) == base[:n]).all(-1)         # (B, n)
         shared = same.int().cumprod(1).sum(1)
         shared = torch.minimum(shared, torch.as_tensor(lengths, device=shared.device)).tolist()
