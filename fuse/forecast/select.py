@@ -80,6 +80,13 @@ def combine_quantiles(quantiles: list[np.ndarray], weights: np.ndarray) -> np.nd
     return np.tensordot(w[used] / w[used].sum(), stack[used], axes=1)
 
 
+def _mean_over_folds(errors: np.ndarray) -> np.ndarray:
+    """Mean of ``(K, folds)`` errors over each candidate's finite folds (NaN where it has none)."""
+    with np.errstate(all="ignore"):
+        counts = np.isfinite(errors).sum(axis=1)
+        return np.where(counts > 0, np.nansum(errors, axis=1) / np.maximum(counts, 1), np.nan)
+
+
 def _key(member: Forecaster, y: np.ndarray, horizon: int, n_samples: int, seed: int) -> tuple:
     digest = hashlib.sha1(np.ascontiguousarray(y, dtype=np.float64).tobytes()).hexdigest()
     return (member.name, int(getattr(member, "season_length", 1)), int(horizon), int(n_samples), int(seed), digest)
@@ -169,34 +176,36 @@ class SelectForecaster(Forecaster):
 
     def validation_errors(self, y: np.ndarray, horizon: int, *, n_samples: int = 20, seed: int = 0) -> np.ndarray:
         """Mean fold MASE per candidate ``(K,)`` (NaN where a candidate had no usable fold)."""
-        errors = self.fold_errors(y, horizon, n_samples=n_samples, seed=seed)
-        with np.errstate(all="ignore"):
-            counts = np.isfinite(errors).sum(axis=1)
-            return np.where(counts > 0, np.nansum(errors, axis=1) / np.maximum(counts, 1), np.nan)
+        return _mean_over_folds(self.fold_errors(y, horizon, n_samples=n_samples, seed=seed))
 
     def fold_errors(self, y: np.ndarray, horizon: int, *, n_samples: int = 20, seed: int = 0) -> np.ndarray:
         """MASE per candidate and fold ``(K, folds)``; NaN for a fold too short for a member (or where it failed).
 
         Fold ``j`` forecasts from ``y[:T − jH]`` only and is scored on ``y[T − jH : T − (j−1)H]``.
         """
+        return self._fold_errors(y, horizon, n_samples, seed)[0]
+
+    def _fold_errors(self, y, horizon, n_samples, seed) -> tuple[np.ndarray, float]:
+        """:meth:`fold_errors` and the seconds its member forecasts took."""
         y = np.asarray(y, dtype=np.float64)
         need = max(MIN_TRAIN, 2 * self.season_length)
         errors = np.full((len(self.candidate_names), self.folds), np.nan)
-        self._validation_seconds = 0.0
+        seconds = 0.0
         for j in range(1, self.folds + 1):
             cut = y.size - j * horizon
             if cut < need:
                 break
             train, actual = y[:cut], y[cut:cut + horizon]
             qs, sec = self._member_quantiles(train, horizon, n_samples, seed)
-            self._validation_seconds += sec
+            seconds += sec
             for i, q in enumerate(qs):
                 if q is not None:
                     errors[i, j - 1] = fold_mase(train, actual, Forecast(q, QUANTILES).median, self.season_length)
-        return errors
+        return errors, seconds
 
     def _predict(self, y, horizon, *, n_samples, seed, description):
-        errors = self.validation_errors(y, horizon, n_samples=n_samples, seed=seed)
+        per_fold, validation_seconds = self._fold_errors(y, horizon, n_samples, seed)
+        errors = _mean_over_folds(per_fold)
         if not np.isfinite(errors).any():
             logger.info("%s: history of %d too short to validate on; averaging all candidates", self.name, y.size)
         usable = np.array([y.size >= m.min_context for m in self.members] + ([True] if self.median else []))
@@ -209,7 +218,7 @@ class SelectForecaster(Forecaster):
             wanted[:-1] = True
         qs, seconds = self._member_quantiles(y, horizon, n_samples, seed, wanted=wanted, strict=True)
         q = combine_quantiles([np.zeros((horizon, len(QUANTILES))) if x is None else x for x in qs], weights)
-        self.last_errors, self.last_weights, self.last_seconds = errors, weights, self._validation_seconds + seconds
+        self.last_errors, self.last_weights, self.last_seconds = errors, weights, validation_seconds + seconds
         return Forecast(q, QUANTILES, samples_from_quantiles(q, QUANTILES, n_samples, seed))
 
     def __repr__(self) -> str:

@@ -95,10 +95,8 @@ def plan_chunks(rows: list[list[int]], lengths: list[int], max_rows: int, overhe
     B = len(rows)
     if overhead is None:
         return [(list(range(i, min(i + max_rows, B))), 0) for i in range(0, B, max_rows)]
-    if base_lcp is None:
-        order = sorted(range(B), key=lambda i: rows[i][: lengths[i]])
-    else:
-        order = sorted(range(B), key=lambda i: (base_lcp[i], rows[i][: lengths[i]]))
+    on = base_lcp if base_lcp is not None else [0] * B
+    order = sorted(range(B), key=lambda i: (on[i], rows[i][: lengths[i]]))
     lcp = [_lcp(rows[order[i]], rows[order[i + 1]], min(lengths[order[i]], lengths[order[i + 1]]))
            for i in range(B - 1)]
     best = [0.0] + [float("inf")] * B
@@ -109,8 +107,7 @@ def plan_chunks(rows: list[list[int]], lengths: list[int], max_rows: int, overhe
             longest = max(longest, lengths[order[i]])
             P = lengths[order[i]] if P is None else min(P, lcp[i])
             P = min(P, lengths[order[i]])
-            if base_lcp is not None:
-                on_base = max(on_base, base_lcp[order[i]])
+            on_base = max(on_base, on[order[i]])
             if P <= on_base:
                 ext = 0  # the shared prefix is a prefix of the base sequence: its KV cache is at hand
             else:
@@ -131,11 +128,13 @@ def plan_chunks(rows: list[list[int]], lengths: list[int], max_rows: int, overhe
 def _detach_cache(cache) -> bool:
     """Detach a KV cache's tensors in place (the forward that filled it ran with autograd); False if unknown layout."""
     layers = getattr(cache, "layers", None)
-    if layers is not None and all(hasattr(x, "keys") and hasattr(x, "values") for x in layers):
+    if layers:
+        if not all(isinstance(getattr(x, "keys", None), torch.Tensor) and isinstance(getattr(x, "values", None), torch.Tensor)
+                   for x in layers):
+            return False
         for layer in layers:
-            if isinstance(layer.keys, torch.Tensor) and isinstance(layer.values, torch.Tensor):
-                layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
-        return all(isinstance(x.keys, torch.Tensor) for x in layers) and bool(layers)
+            layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
+        return True
     if hasattr(cache, "key_cache") and hasattr(cache, "value_cache"):  # transformers 4.x DynamicCache
         cache.key_cache = [k.detach() for k in cache.key_cache]
         cache.value_cache = [v.detach() for v in cache.value_cache]
