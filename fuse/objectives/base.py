@@ -13,6 +13,8 @@ class Objective(ABC):
     """A differentiable loss from one frozen backbone."""
 
     name = "objective"
+    #: whether :meth:`score_ids` also reports a ``match`` (an exact goal such as a greedy continuation)
+    has_goal = False
 
     def __init__(self, backbone):
         self.backbone = backbone

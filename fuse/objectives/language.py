@@ -49,6 +49,7 @@ class Continuation(Objective):
     """
 
     name = "continuation_nll"
+    has_goal = True
     LOSSES = ("ce", "mellowmax")
 
     def __init__(self, backbone, continuation: str, *, loss: str = "ce", mellowmax_alpha: float = 1.0):

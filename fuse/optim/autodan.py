@@ -4,12 +4,10 @@ objective's gradient and the primary LM's own next-token log-probabilities, eval
 from __future__ import annotations
 
 import contextlib
-import copy
 
 import torch
 
 from fuse.optim.base import Optimizer
-from fuse.optim.chain import _cat
 from fuse.optim.config import AutoDANConfig
 
 
@@ -48,20 +46,21 @@ class AutoDAN(Optimizer):
                 rows.append(torch.log_softmax(prim.logits(x)[0, -1].float(), -1)[self.allowed])
         return torch.stack(rows)
 
-    def _fluency_at_end(self) -> bool:
+    def fluency_at_end(self) -> bool:
         """Whether the primary's own terms are all :class:`~fuse.objectives.Fluency` and the new token is the last.
 
         Then one no-grad forward of the beams serves the primary entirely (:meth:`_own_gradient`): the new token
         is only a *target* (no later token reads it), so its one-hot gradient is the target path alone,
         ``−(w / n) · (A h_{L−1}) · E[v]`` (``n`` predicted tokens for the mean, 1 for the sum; times the soft-cap
-        derivative where logits are soft-capped), and every candidate's exact NLL is its beam's plus
-        ``−log p(v | beam)`` (:meth:`_known_primary`). Only the other models' terms need a backward pass and a
-        scoring pass.
+        derivative where logits are soft-capped: :meth:`CausalLMBackbone.target_swap_scores
+        <fuse.models.backbones.causal_lm.CausalLMBackbone.target_swap_scores>`), and every candidate's exact NLL is
+        its beam's plus ``−log p(v | beam)`` (:meth:`_known_values`). Only the other models' terms need a backward
+        pass and a scoring pass.
         """
         from fuse.objectives.language import Fluency
 
         prim = self.chain.primary
-        own = [t for t in self.chain.terms if t.bridge is None]
+        own = [t for t in self.chain.terms if t.on_primary]
         return (not self.tail_ids and getattr(prim, "kind", None) == "causal_lm" and all(type(t.objective) is Fluency
                 for t in own) and prim.model.get_output_embeddings() is not None)
 
@@ -72,57 +71,45 @@ class AutoDAN(Optimizer):
         (tested against it), from one no-grad forward of the beams without the new token.
         """
         prim = self.chain.primary
-        head = prim.model.get_output_embeddings()
-        captured = []
-        handle = head.register_forward_hook(lambda m, args, out: captured.append(args[0][:, -1]))
-        try:
-            with torch.no_grad():
-                ids = torch.tensor([self.full_ids(free)[:pos] for free in beams], dtype=torch.long, device=prim.device)
-                kw = {"logits_to_keep": 1} if "logits_to_keep" in prim._forward_params else {}
-                z = prim.model(input_ids=ids, **kw).logits[:, -1].float()
-        finally:
-            handle.remove()
+        ids = torch.tensor([self.full_ids(free)[:pos] for free in beams], dtype=torch.long, device=prim.device)
+        z, h = prim.next_token_state(ids)
         g = torch.zeros(len(beams), len(self.allowed), device=prim.device)
-        own = [t for t in self.chain.terms if t.bridge is None]
+        own = [t for t in self.chain.terms if t.on_primary]
         if own and self.use_gradient and prim.target_gradient:
-            h = captured[-1].float()
-            s = prim.token_scores(h @ prim.output_map().to(h).T, self.allowed).to(g)  # (A h)·E[v]: the target logit
-            cap = getattr(prim.model.config, "final_logit_softcapping", None)
-            if cap:  # the soft-cap derivative at the token in place (the placeholder), as the backward pass takes it
-                s = s * (1 - (z[:, int(self.allowed_cpu[0])] / cap) ** 2)[:, None]
+            s = prim.target_swap_scores(h, self.allowed, z[:, int(self.allowed_cpu[0])]).to(g)  # the placeholder's logit
             for t in own:
                 n = pos if t.objective.reduction == "mean" else 1  # tokens predicted in a sequence of pos + 1
                 g -= (t.weight / n) * s
         return g, torch.log_softmax(z, -1)
 
-    def _rank(self, beams: list[list[int]]) -> torch.Tensor:
-        """Scores ``(B, len(allowed))`` for the token at each beam's new last free position (on the primary's device).
+    def candidate_scores(self, beams: list[list[int]]) -> torch.Tensor:
+        """Scores ``(B, len(allowed))`` (higher is better) of the token at each beam's new last free position, on
+        the primary's device: what :meth:`run` ranks candidates by."""
+        return self._rank(beams)[0]
 
-        Also leaves in ``self._next_logprobs`` the primary's next-token log-probabilities ``(B, V)`` after each
-        beam when the fast path (:meth:`_fluency_at_end`) computed them, else ``None``.
-        """
+    def _rank(self, beams: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`candidate_scores` and, when the fast path (:meth:`fluency_at_end`) computed them, the primary's
+        next-token log-probabilities ``(B, V)`` after each beam (else ``None``)."""
         prim = self.chain.primary
         pos = len(self.prefix_ids) + len(beams[0])
         score = torch.zeros(len(beams), len(self.allowed), device=prim.device)
-        lp = None
-        self._next_logprobs = None
-        if pos > 0 and self._fluency_at_end():
+        lp, next_logprobs = None, None
+        if pos > 0 and self.fluency_at_end():
             # the fast path: one no-grad forward of the primary; a backward pass through the other models only
-            g, self._next_logprobs = self._own_gradient(beams, pos)
-            lp = self._next_logprobs[:, self.allowed]
+            g, next_logprobs = self._own_gradient(beams, pos)
+            lp = next_logprobs[:, self.allowed]
             if self.use_gradient:
-                bridged = copy.copy(self.chain)
-                bridged.terms = [t for t in self.chain.terms if t.bridge is not None]
-                if bridged.terms:
+                bridged = [j for j, t in enumerate(self.chain.terms) if not t.on_primary]
+                if bridged:
                     placeholder = int(self.allowed_cpu[0])
-                    _, _, gb = bridged.gradients([self.full_ids(free + [placeholder]) for free in beams],
-                                                 positions=[pos], tokens=self.allowed)
+                    _, _, gb = self.chain.subset(bridged).gradients(
+                        [self.full_ids(free + [placeholder]) for free in beams], positions=[pos], tokens=self.allowed)
                     g = g + gb[:, 0].to(g)
                 score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
         elif self.use_gradient:
             placeholder = int(self.allowed_cpu[0])
             seqs = [self.full_ids(free + [placeholder]) for free in beams]
-            reuse = self.lm_weight > 0 and pos > 0 and any(t.bridge is None for t in self.chain.terms)
+            reuse = self.lm_weight > 0 and pos > 0 and any(t.on_primary for t in self.chain.terms)
             rec = prim.recording_logits(pos - 1) if reuse else contextlib.nullcontext()
             with rec:
                 _, _, g = self.chain.gradients(seqs, positions=[pos], tokens=self.allowed)
@@ -134,58 +121,41 @@ class AutoDAN(Optimizer):
             if lp is None:
                 lp = self._lm_logprobs(beams, pos)
             score += self.lm_weight * lp.to(score.device)
-        return score
+        return score, next_logprobs
 
-    @contextlib.contextmanager
-    def _known_primary(self, beams: list[list[int]]):
-        """Within the block, :meth:`score` takes the primary's Fluency terms of ``beam + [v]`` from the beam's cached
-        value and ``−log p(v | beam)`` (``self._next_logprobs``) instead of a forward pass; the other terms are
-        scored exactly as :meth:`Chain.evaluate_ids` does. Unchanged when the fast path is off or a beam's own
-        values are not cached (the first step's empty beam)."""
-        lp, parts = self._next_logprobs, [self._cache.get(tuple(b)) for b in beams]
-        if lp is None or any(p is None for p in parts):
-            yield
-            return
-        chain = self.chain
+    def _known_values(self, beams: list[list[int]], next_logprobs: torch.Tensor | None):
+        """For :meth:`score`: the exact values of the primary's Fluency terms of candidates ``beam + [v]``, from each
+        beam's cached value and ``−log p(v | beam)`` — ``None`` (score everything) when the fast path is off or a
+        beam's own values are not cached (the first step's empty beam)."""
+        parts = [self._cache.get(tuple(b)) for b in beams]
+        if next_logprobs is None or any(p is None for p in parts):
+            return None
         rows = {tuple(b): i for i, b in enumerate(beams)}
         n = len(self.prefix_ids) + len(beams[0])  # tokens of a beam's sequence; it predicts n − 1 of them
-        own = [j for j, t in enumerate(chain.terms) if t.bridge is None]
+        own = [(j, t) for j, t in enumerate(self.chain.terms) if t.on_primary]
+        lp = next_logprobs.float().cpu()
 
-        def known(j: int, t, seqs) -> torch.Tensor:
-            vals = []
-            for s in seqs:
-                free = tuple(s[len(self.prefix_ids) :])
-                b = rows[free[:-1]]
-                before, nll = parts[b][1][j], -float(lp[b, free[-1]])
-                vals.append((before * (n - 1) + nll) / n if t.objective.reduction == "mean" else before + nll)
-            return torch.tensor(vals, dtype=torch.float32, device=chain.device)
+        def known(frees: list[list[int]]) -> dict[int, torch.Tensor]:
+            out = {}
+            for j, t in own:
+                vals = []
+                for free in frees:
+                    b = rows[tuple(free[:-1])]
+                    before, nll = parts[b][1][j], -float(lp[b, free[-1]])
+                    vals.append((before * (n - 1) + nll) / n if t.objective.reduction == "mean" else before + nll)
+                out[j] = torch.tensor(vals, dtype=torch.float32, device=self.chain.device)
+            return out
 
-        def evaluate_ids(seqs, batch_size=64, texts=None):  # Chain.evaluate_ids with the own terms known
-            texts = texts if texts is not None else [chain.decode(s) for s in seqs]
-            out = []
-            for i in range(0, len(seqs), batch_size):
-                part, chunk = seqs[i : i + batch_size], texts[i : i + batch_size]
-                out.append(chain._combine([(known(j, t, part), None) if j in own
-                                           else t.objective.score_texts(chunk, batch_size)
-                                           for j, t in enumerate(chain.terms)]))
-            return _cat(out)
-
-        proxy = copy.copy(chain)
-        proxy.evaluate_ids = evaluate_ids
-        self.chain = proxy
-        try:
-            yield
-        finally:
-            self.chain = chain
+        return known
 
     def _run(self):
         beams: list[list[int]] = [[]]
         for step in range(1, self.n_tokens + 1):
             per = max(1, self.batch_size // len(beams))
-            top = self._rank(beams).topk(min(per, len(self.allowed)), dim=-1).indices.cpu()
+            scores, next_logprobs = self._rank(beams)
+            top = scores.topk(min(per, len(self.allowed)), dim=-1).indices.cpu()
             cands = [free + [int(self.allowed_cpu[i])] for free, row in zip(beams, top) for i in row.tolist()]
-            with self._known_primary(beams):
-                losses = self.score(cands)
+            losses = self.score(cands, known=self._known_values(beams, next_logprobs))
             order = torch.argsort(losses, stable=True)[: self.beam_width]
             beams = [cands[i] for i in order.tolist() if torch.isfinite(losses[i])] or beams
             self._record(step)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from fuse.optim.chain_base import BaseChain, Known
 from fuse.optim.config import OptimizerConfig
 from fuse.optim.vocab_filter import allowed_tokens
 
@@ -87,8 +88,8 @@ class Optimizer:
             config = dataclasses.replace(config, **kwargs) if kwargs else config
         if config.search == "beam" and not self.supports_beam:
             raise ValueError(f"{self.name} optimizes one continuous prompt; use search='greedy'")
-        if not hasattr(chain, "primary") or not hasattr(chain, "evaluate"):
-            raise ValueError(f"optimizers take a fuse Chain, got {type(chain).__name__}")
+        if not isinstance(chain, BaseChain):
+            raise ValueError(f"optimizers take a fuse Chain (or DataParallelChain), got {type(chain).__name__}")
         self.chain, self.config = chain, config
         for f in dataclasses.fields(config):  # convenient read-only mirrors (opt.budget, opt.n_tokens, ...)
             setattr(self, f.name, getattr(config, f.name))
@@ -109,10 +110,6 @@ class Optimizer:
     # -- layout ---------------------------------------------------------------------------
     def full_ids(self, free: list[int]) -> list[int]:
         return self.prefix_ids + list(free) + self.tail_ids
-
-    @property
-    def free_slice(self) -> slice:
-        return slice(len(self.prefix_ids), None if not self.tail_ids else -len(self.tail_ids))
 
     def free_positions(self, n: int | None = None) -> list[int]:
         start = len(self.prefix_ids)
@@ -160,11 +157,13 @@ class Optimizer:
         return ids
 
     # -- exact scoring --------------------------------------------------------------------
-    def score(self, frees: list[list[int]]) -> torch.Tensor:
+    def score(self, frees: list[list[int]], known: Callable[[list[list[int]]], Known] | None = None) -> torch.Tensor:
         """Exact losses ``(n,)`` (CPU float) of candidate free-token lists.
 
         Candidates whose text does not round-trip are dropped (``inf``, not counted); candidates already scored come
         from the cache (not counted); the rest are scored in order while the budget lasts (``inf`` past it).
+        ``known(frees)`` may give the exact values of some terms for the candidates to evaluate
+        (:meth:`BaseChain.evaluate_ids <fuse.optim.chain_base.BaseChain.evaluate_ids>`).
         """
         out = torch.full((len(frees),), float("inf"))
         if not frees:
@@ -194,7 +193,7 @@ class Optimizer:
         todo, todo_texts = todo[: max(left, 0)], todo_texts[: max(left, 0)]
         if todo:
             ev = self.chain.evaluate_ids([self.full_ids(f) for f in todo], batch_size=self.eval_batch_size,
-                                         texts=todo_texts)
+                                         texts=todo_texts, known=None if known is None else known(todo))
             totals, parts = ev.total.tolist(), ev.parts.tolist()
             matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
             for f, loss, part, match in zip(todo, totals, parts, matches):
@@ -219,7 +218,6 @@ class Optimizer:
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _reset(self) -> None:
-        self.rng = random.Random(self.seed)
         self.gen = torch.Generator().manual_seed(self.seed)
         self.evaluations, self.best_loss, self.best_free, self.best_parts = 0, float("inf"), None, None
         self.best_match, self.any_match = None, False

@@ -11,48 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
+from fuse.core.bridge import Bridge
 from fuse.models.adapter_cache import cached_adapter
 from fuse.models.batching import pad_ids
-from fuse.core.bridge import Bridge
-from fuse.objectives import Objective, as_objective
+from fuse.objectives import as_objective
+from fuse.optim.chain_base import BaseChain, Evaluation, Known, Term, cat_evaluations
+
+__all__ = ["Chain", "Evaluation", "Term", "DEFAULT_ADAPTER"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ADAPTER = dict(n_words=8000, k=8, lam=1e-3, scheme="padded", seed=0)
 
 
-@dataclass
-class Term:
-    objective: Objective
-    weight: float
-    bridge: Bridge | None  # None when the term is on the primary itself
-
-    @property
-    def label(self) -> str:
-        return f"{self.objective.backbone.name}:{self.objective.name}"
-
-
-@dataclass
-class Evaluation:
-    """Exact objective values, float32 on the primary's device.
-
-    Attributes:
-        total: ``(B,)`` the weighted sum.
-        parts: ``(B, T)`` every term, unweighted.
-        match: ``(B,)`` whether every term with an exact goal (a :class:`~fuse.objectives.Continuation`) met it,
-            or ``None`` when no term has one.
-    """
-
-    total: torch.Tensor
-    parts: torch.Tensor
-    match: torch.Tensor | None = None
-
-
-class Chain:
+class Chain(BaseChain):
     """A weighted sum of frozen models' losses, optimized in the primary model's tokens.
 
     Args:
@@ -71,8 +47,7 @@ class Chain:
             raise ValueError(f"the primary must be a fuse backbone (fuse.load(...)), got {type(primary).__name__}")
         if not terms:
             raise ValueError("a chain needs at least one (objective, weight) term")
-        self.primary = primary
-        self.terms: list[Term] = []
+        terms_out: list[Term] = []
         opts = {**DEFAULT_ADAPTER, **(adapter_options or {})}
         adapters = dict(adapters or {})
         for item in terms:
@@ -88,7 +63,7 @@ class Chain:
             obj = as_objective(thing, target_text=target_text, label=label)
             bb = obj.backbone
             if bb is primary or getattr(bb, "model", None) is getattr(primary, "model", object()):
-                self.terms.append(Term(obj, weight, None))
+                terms_out.append(Term(obj, weight, None))
                 continue
             if not getattr(getattr(bb, "tokenizer", None), "is_fast", False) or not hasattr(bb, "embeddings"):
                 raise ValueError(f"no adapter possible to {getattr(bb, 'name', bb)!r}: it needs a fast tokenizer and an "
@@ -100,29 +75,34 @@ class Chain:
             if not adapter.T.is_floating_point() or adapter.T.dtype in (torch.float16, torch.bfloat16):
                 adapter.to(dtype=torch.float32)  # the adapter's math stays in float32 whatever the models' dtypes
             adapter.to(device=primary.device)
-            self.terms.append(Term(obj, weight, Bridge(primary, bb, adapter, mode=mode, routing=routing)))
+            terms_out.append(Term(obj, weight, Bridge(primary, bb, adapter, mode=mode, routing=routing)))
+        self._primary, self._terms = primary, terms_out
         self.adapters = adapters
 
+    @classmethod
+    def _from_terms(cls, primary, terms: list[Term], adapters: dict) -> "Chain":
+        """A chain over already-built terms (no adapter is fitted or moved)."""
+        chain = cls.__new__(cls)
+        chain._primary, chain._terms, chain.adapters = primary, list(terms), adapters
+        return chain
+
+    # -- the contract ---------------------------------------------------------------------
     @property
-    def labels(self) -> list[str]:
-        return [t.label for t in self.terms]
+    def primary(self):
+        return self._primary
 
     @property
-    def weights(self) -> torch.Tensor:
-        return torch.tensor([t.weight for t in self.terms])
+    def terms(self) -> list[Term]:
+        return self._terms
+
+    def subset(self, indices: Sequence[int]) -> "Chain":
+        """A chain over ``terms[i] for i in indices``, sharing this chain's bridges and adapters."""
+        return Chain._from_terms(self.primary, [self.terms[i] for i in self._check_subset(indices)], self.adapters)
+
+    def __repr__(self) -> str:
+        return f"Chain({self.primary.name!r}, {[(t.label, t.weight) for t in self.terms]!r})"
 
     # -- exact evaluation -----------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        """Where losses are reduced: the primary's device."""
-        return self.primary.device
-
-    def _combine(self, scored: list[tuple[torch.Tensor, torch.Tensor | None]]) -> Evaluation:
-        P = torch.stack([loss.to(device=self.device, dtype=torch.float32) for loss, _ in scored], dim=1)
-        matches = [m.to(self.device) for _, m in scored if m is not None]
-        match = torch.stack(matches, 1).all(1) if matches else None
-        return Evaluation(P @ self.weights.to(P), P, match)
-
     @torch.no_grad()
     def evaluate(self, texts: list[str], batch_size: int = 64) -> Evaluation:
         """Exact weighted objective of each text: every model scores its own tokenization of it."""
@@ -135,19 +115,22 @@ class Chain:
         out = []
         for i in range(0, len(texts), batch_size):
             chunk = texts[i : i + batch_size]
-            out.append(self._combine([t.objective.score_texts(chunk, batch_size) for t in self.terms]))
-        return _cat(out)
+            out.append(self.combine([t.objective.score_texts(chunk, batch_size) for t in self.terms]))
+        return cat_evaluations(out)
 
     @torch.no_grad()
-    def evaluate_ids(self, seqs: list[list[int]], batch_size: int = 64, texts: list[str] | None = None) -> Evaluation:
+    def evaluate_ids(self, seqs: list[list[int]], batch_size: int = 64, texts: list[str] | None = None,
+                     known: Known | None = None) -> Evaluation:
         """Exact objective of primary token sequences that round-trip (``encode(decode(ids)) == ids``).
 
         The primary's own terms score the ids directly (no re-tokenization, shared-prefix KV cache); every other
-        model scores its own tokenization of the decoded text, exactly as :meth:`evaluate` does. Only valid for
-        sequences the primary would produce itself from their text (optimizers check this before calling).
+        model scores its own tokenization of the decoded text, exactly as :meth:`evaluate` does; terms in ``known``
+        are taken as given. Only valid for sequences the primary would produce itself from their text (optimizers
+        check this before calling).
         """
         if not seqs:
             raise ValueError("no sequences to evaluate")
+        known = self._check_known(known, len(seqs))
         texts = texts if texts is not None else [self.decode(s) for s in seqs]
         pad = self.primary.tokenizer.pad_token_id
         pad = 0 if pad is None else pad
@@ -155,12 +138,28 @@ class Chain:
         for i in range(0, len(seqs), batch_size):
             ids, mask = pad_ids(seqs[i : i + batch_size], pad, self.primary.device)
             chunk = texts[i : i + batch_size]
-            out.append(self._combine([t.objective.score_ids(ids, mask, batch_size) if t.bridge is None
-                                      else t.objective.score_texts(chunk, batch_size) for t in self.terms]))
-        return _cat(out)
+            scored = []
+            for j, t in enumerate(self.terms):
+                if j in known:
+                    scored.append((known[j][i : i + batch_size], None))
+                elif t.bridge is None:
+                    scored.append(t.objective.score_ids(ids, mask, batch_size))
+                else:
+                    scored.append(t.objective.score_texts(chunk, batch_size))
+            out.append(self.combine(scored))
+        return cat_evaluations(out)
 
-    def decode(self, ids) -> str:
-        return self.primary.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    def _check_known(self, known: Known | None, n: int) -> Known:
+        known = dict(known or {})
+        for j, v in known.items():
+            if not 0 <= int(j) < len(self.terms):
+                raise ValueError(f"known values for term {j}, but the chain has {len(self.terms)} terms")
+            if tuple(v.shape) != (n,):
+                raise ValueError(f"known values of term {j} must have shape ({n},), got {tuple(v.shape)}")
+            if self.terms[j].objective.has_goal:
+                raise ValueError(f"term {j} ({self.terms[j].label}) has an exact goal whose match must be checked: "
+                                 "its values cannot be given as known")
+        return known
 
     # -- gradients ------------------------------------------------------------------------
     def losses_from_embeds(self, ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -195,19 +194,9 @@ class Chain:
         P = self.losses_from_embeds(torch.as_tensor(ids, device=x.device)[None], x[None])[0]
         return (P * self.weights.to(P)).sum(), P.detach()
 
-    def gradients(self, seqs, positions=None, tokens=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Losses and one-hot gradients of several equal-length primary sequences in one batched pass.
-
-        Args:
-            seqs: ``(B, L)`` token ids (a tensor or a list of equal-length lists).
-            positions: the positions to return gradients for (default all ``L``).
-            tokens: the token ids to score at them (default the whole vocabulary).
-
-        Returns:
-            ``(loss (B,), parts (B, T), grad (B, len(positions), len(tokens)))``: ``grad[b, i, j]`` is the first-order
-            change of sequence ``b``'s weighted loss when position ``positions[i]`` moves towards token
-            ``tokens[j]`` (GCG's swap score), computed as ``∂L/∂x · E[tokens]ᵀ`` without a one-hot or ``V × d`` tensor.
-        """
+    def embedding_gradients(self, seqs, positions=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Losses and input-embedding gradients of equal-length primary sequences in one batched pass
+        (:meth:`BaseChain.embedding_gradients`)."""
         ids = torch.as_tensor(seqs, device=self.primary.device)
         if ids.dim() != 2:
             raise ValueError(f"seqs must be (B, L) token ids of equal length, got shape {tuple(ids.shape)}")
@@ -220,20 +209,4 @@ class Chain:
             (g,) = torch.autograd.grad(total.sum(), x)
         if positions is not None:
             g = g[:, torch.as_tensor(positions, device=g.device)]
-        return total.detach(), P.detach(), self.primary.token_scores(g, tokens)
-
-    def gradient(self, ids, positions=None, tokens=None) -> tuple[float, torch.Tensor, torch.Tensor]:
-        """Loss and its gradient with respect to the one-hot token matrix of ``ids``.
-
-        Returns:
-            ``(loss, parts (T,), grad)``; ``grad (L, V)`` (or ``(len(positions), len(tokens))``): ``grad[i, v]`` is the
-            first-order change of the loss when position ``i`` moves towards token ``v`` (the GCG swap score).
-        """
-        ids = torch.as_tensor(ids, device=self.primary.device).reshape(1, -1)
-        total, P, g = self.gradients(ids, positions, tokens)
-        return float(total[0]), P[0], g[0]
-
-
-def _cat(evals: list[Evaluation]) -> Evaluation:
-    match = None if evals[0].match is None else torch.cat([e.match for e in evals])
-    return Evaluation(torch.cat([e.total for e in evals]), torch.cat([e.parts for e in evals]), match)
+        return total.detach(), P.detach(), g

@@ -36,13 +36,9 @@ class PEZ(Optimizer):
                 nearest = (torch.nn.functional.normalize(P, dim=-1) @ E_allowed.T).argmax(-1)
                 free = self.allowed_cpu[nearest.cpu()].tolist()
             self.score([free])
-            ids = torch.tensor(self.full_ids(free), device=prim.device)
-            x = prim.embed(ids).detach().requires_grad_()
-            with torch.enable_grad():
-                loss, _ = self.chain.loss_from_embeds(ids, x)
-                (g,) = torch.autograd.grad(loss, x)
+            _, _, g = self.chain.embedding_gradients([self.full_ids(free)])  # at the projected embeddings
             opt.zero_grad()
-            P.grad = g[free_pos].to(P)
+            P.grad = g[0, free_pos].to(P)
             opt.step()
             self._record(step)
             why = self._stop()

@@ -3,26 +3,28 @@
 Every rank holds the whole chain and runs the same optimizer with the same seed. At each step the
 candidates are split across ranks, each rank scores its share exactly, and the losses are
 all-gathered back into the step's order, so every rank sees the full list of losses and takes the
-same decision. Gradients (every method whose name starts with ``gradient``) are computed on rank 0
-only and broadcast, so the ranks stay in step even where GPU kernels are not bitwise deterministic.
+same decision. Gradients (:meth:`~fuse.optim.chain_base.BaseChain.embedding_gradients`, which every
+gradient method derives from) are computed on rank 0 only and broadcast, so the ranks stay in step even where
+GPU kernels are not bitwise deterministic. It implements the chain contract
+(:class:`~fuse.optim.chain_base.BaseChain`) itself; nothing is forwarded implicitly to the wrapped chain.
 
 Example (``torchrun --nproc_per_node 2 script.py``)::
 
     from fuse.parallel import DataParallelChain, init_from_env
     init_from_env()
-    result = GCG(DataParallelChain(chain), n_tokens=8, budget=512, seed=0).run()   # same on every rank
+    result = fuse.optimize(DataParallelChain(chain), GCGConfig(n_tokens=8, budget=512, seed=0))  # same on every rank
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections import defaultdict
+from typing import Sequence
 
 import torch
 
-from fuse.optim.chain import Evaluation
+from fuse.optim.chain_base import BaseChain, Evaluation, Known
 from fuse.parallel.collectives import all_gather_rows, broadcast_object, check_all
 from fuse.parallel.config import DEFAULT_PARALLEL
 from fuse.parallel.runtime import initialized, rank, world_size
@@ -45,11 +47,11 @@ def shard_bounds(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     return out
 
 
-class DataParallelChain:
+class DataParallelChain(BaseChain):
     """A :class:`~fuse.optim.chain.Chain` whose evaluation is shared by the ranks of a process group.
 
-    Attributes the optimizers read (``primary``, ``terms``, ``labels``, ``weights``, ``decode``, …)
-    are the wrapped chain's. In a single process (or with ``local=True``) nothing is exchanged.
+    ``primary`` and ``terms`` are the wrapped chain's; :meth:`subset` wraps the wrapped chain's subset the same
+    way. In a single process (or with ``local=True``) nothing is exchanged.
 
     Args:
         chain: the chain every rank holds (built the same way on each rank).
@@ -64,15 +66,35 @@ class DataParallelChain:
             ``gradient``, ``broadcast``), for the cost model in docs/scale-out.md.
     """
 
-    def __init__(self, chain, *, micro_batch: int | None = DEFAULT_PARALLEL.micro_batch, local: bool = False):
+    def __init__(self, chain, *, micro_batch: int | None = DEFAULT_PARALLEL.micro_batch, local: bool = False,
+                 stats: dict | None = None):
         if isinstance(chain, DataParallelChain):
             raise ValueError("the chain is already data-parallel; wrap the plain Chain once")
-        if not hasattr(chain, "evaluate") or not hasattr(chain, "primary"):
+        if not isinstance(chain, BaseChain):
             raise ValueError(f"DataParallelChain wraps a fuse Chain, got {type(chain).__name__}")
         if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1):
             raise ValueError(f"micro_batch must be a positive integer or None, got {micro_batch!r}")
         self.chain, self.micro_batch, self.local = chain, micro_batch, bool(local)
-        self.stats: dict[str, float] = defaultdict(float)
+        self.stats: dict[str, float] = defaultdict(float) if stats is None else stats
+
+    # -- the contract: what the chain is --------------------------------------------------
+    @property
+    def primary(self):
+        return self.chain.primary
+
+    @property
+    def terms(self):
+        return self.chain.terms
+
+    @property
+    def adapters(self) -> dict:
+        return self.chain.adapters
+
+    def subset(self, indices: Sequence[int]) -> "DataParallelChain":
+        """The wrapped chain's :meth:`~fuse.optim.chain.Chain.subset`, data-parallel in the same way (same
+        micro-batch, same process group; its phases are counted in this wrapper's :attr:`stats`)."""
+        return DataParallelChain(self.chain.subset(indices), micro_batch=self.micro_batch, local=self.local,
+                                 stats=self.stats)
 
     # -- who takes part -------------------------------------------------------------------
     @property
@@ -83,37 +105,27 @@ class DataParallelChain:
     def rank(self) -> int:
         return 0 if self.local or not initialized() else rank()
 
-    def __getattr__(self, name: str):
-        if name.startswith("__") or name in ("chain", "micro_batch", "local", "stats"):
-            raise AttributeError(name)
-        attr = getattr(self.chain, name)
-        if name.startswith("gradient") and callable(attr):
-            return self._on_main(attr)
-        return attr
-
     def __repr__(self) -> str:
         return f"DataParallelChain({self.chain!r}, micro_batch={self.micro_batch}, world_size={self.world_size})"
 
     # -- gradients: rank 0 computes, everyone receives the same bits ------------------------
-    def _on_main(self, method):
-        @functools.wraps(method)
-        def call(*args, **kwargs):
-            if self.world_size == 1:
-                return self._timed("gradient", method, *args, **kwargs)
-            result, error = None, None
-            if self.rank == 0:
-                try:
-                    result = self._timed("gradient", method, *args, **kwargs)
-                except Exception as e:
-                    error = e
-            t0 = time.perf_counter()
-            out = broadcast_object(result, 0, error=None if error is None else f"{type(error).__name__}: {error}")
-            self._tick("broadcast", t0)
-            if error is not None:
-                raise error
-            return out
-
-        return call
+    def embedding_gradients(self, seqs, positions=None):
+        """:meth:`Chain.embedding_gradients <fuse.optim.chain.Chain.embedding_gradients>` computed on rank 0 and
+        broadcast (identical on every rank; an error on rank 0 is raised on every rank)."""
+        if self.world_size == 1:
+            return self._timed("gradient", self.chain.embedding_gradients, seqs, positions)
+        result, error = None, None
+        if self.rank == 0:
+            try:
+                result = self._timed("gradient", self.chain.embedding_gradients, seqs, positions)
+            except Exception as e:
+                error = e
+        t0 = time.perf_counter()
+        out = broadcast_object(result, 0, error=None if error is None else f"{type(error).__name__}: {error}")
+        self._tick("broadcast", t0)
+        if error is not None:
+            raise error
+        return out
 
     def _timed(self, phase, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -149,7 +161,8 @@ class DataParallelChain:
             return self._timed("evaluate", self.chain.evaluate, texts, batch_size=batch_size)
         return self._split(len(texts), lambda lo, hi, bs: self.chain.evaluate(texts[lo:hi], batch_size=bs), batch_size)
 
-    def evaluate_ids(self, seqs: list[list[int]], batch_size: int = 64, texts: list[str] | None = None) -> Evaluation:
+    def evaluate_ids(self, seqs: list[list[int]], batch_size: int = 64, texts: list[str] | None = None,
+                     known: Known | None = None) -> Evaluation:
         """Exact objective of primary token sequences, as :meth:`Chain.evaluate_ids
         <fuse.optim.chain.Chain.evaluate_ids>`, split across ranks.
 
@@ -160,12 +173,16 @@ class DataParallelChain:
         if not seqs:
             raise ValueError("no sequences to evaluate")
         if self.world_size == 1 and self.micro_batch is None:
-            return self._timed("evaluate", self.chain.evaluate_ids, seqs, batch_size=batch_size, texts=texts)
+            return self._timed("evaluate", self.chain.evaluate_ids, seqs, batch_size=batch_size, texts=texts,
+                               known=known)
         order = sorted(range(len(seqs)), key=lambda i: seqs[i])
         s_seqs = [seqs[i] for i in order]
         s_texts = None if texts is None else [texts[i] for i in order]
+        perm = torch.tensor(order, dtype=torch.long)
+        s_known = {j: v[perm.to(v.device)] for j, v in (known or {}).items()}
         ev = self._split(len(seqs), lambda lo, hi, bs: self.chain.evaluate_ids(
-            s_seqs[lo:hi], batch_size=bs, texts=None if s_texts is None else s_texts[lo:hi]), batch_size)
+            s_seqs[lo:hi], batch_size=bs, texts=None if s_texts is None else s_texts[lo:hi],
+            known={j: v[lo:hi] for j, v in s_known.items()}), batch_size)
         back = torch.empty(len(order), dtype=torch.long)
         back[torch.tensor(order)] = torch.arange(len(order))
         return Evaluation(ev.total[back], ev.parts[back], None if ev.match is None else ev.match[back])
@@ -174,7 +191,7 @@ class DataParallelChain:
         """Score ``n_items`` in micro-batches dealt to ranks (``score(lo, hi, batch_size) -> Evaluation``), gather."""
         n, r, m = self.world_size, self.rank, self.micro_batch
         start, stop = shard_bounds(n_items, n, m or 1)[r]
-        T = len(self.chain.labels)
+        T = len(self.terms)
         error, local = None, torch.zeros(0, 2 + T)
         t0 = time.perf_counter()
         try:

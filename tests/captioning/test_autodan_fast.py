@@ -35,7 +35,7 @@ def _opt(chain, **kw):
 
 
 def _slow(monkeypatch):
-    monkeypatch.setattr(AutoDAN, "_fluency_at_end", lambda self: False)
+    monkeypatch.setattr(AutoDAN, "fluency_at_end", lambda self: False)
 
 
 @pytest.mark.parametrize("name", ["mean", "sum", "two fluency terms", "fluency alone"])
@@ -43,15 +43,15 @@ def _slow(monkeypatch):
 def test_fast_ranking_equals_the_backward_pass(chains, name, use_gradient, monkeypatch):
     chain = chains[name]
     opt = _opt(chain, use_gradient=use_gradient)
-    assert opt._fluency_at_end()
+    assert opt.fluency_at_end()
     tok = chain.primary.tokenizer
     beams = [tok(t, add_special_tokens=False)["input_ids"][:2] for t in (" a cat", " the dog", " small boat")]
     assert len({len(b) for b in beams}) == 1
-    fast = opt._rank(beams)
-    assert opt._next_logprobs is not None
+    fast, next_logprobs = opt._rank(beams)
+    assert next_logprobs is not None
     _slow(monkeypatch)
-    slow = opt._rank(beams)
-    assert opt._next_logprobs is None
+    slow, next_logprobs = opt._rank(beams)
+    assert next_logprobs is None
     torch.testing.assert_close(fast, slow, **TOL_RANK)
 
 
@@ -87,10 +87,10 @@ def test_fast_path_only_for_fluency_at_the_end(chains):
     lm = chains["mean"].primary
     # a continuation target on the writer reads the new token as context: no shortcut
     cont = Chain(lm, [(Continuation(lm, " the end"), 1.0)])
-    assert not _opt(cont)._fluency_at_end()
+    assert not _opt(cont).fluency_at_end()
     # a tokenizer that appends a token after the text: the new token is not the last
     enc_tok = wordpiece_tokenizer.__wrapped__()  # a fresh object: allowed_tokens caches by id(), and other tests
     # add tokens to the shared cached one
     lm2 = tiny_causal_lm(enc_tok, d=16, name="tiny-lm-sep")
     opt = make_optimizer("autodan", Chain(lm2, [(Fluency(lm2), 1.0)]), n_tokens=2, budget=8, batch_size=4)
-    assert opt.tail_ids and not opt._fluency_at_end()
+    assert opt.tail_ids and not opt.fluency_at_end()

@@ -179,20 +179,17 @@ def task():
     return lm, Chain(lm, [(Continuation(lm, "the lazy dog"), 1.0)])
 
 
-def test_every_scored_candidate_round_trips(task):
+def test_every_scored_candidate_round_trips(task, monkeypatch):
     lm, chain = task
     seen = []
     real = chain.evaluate_ids
 
-    class Spy:
-        def __getattr__(self, k):
-            return getattr(chain, k)
+    def spy(seqs, **kw):
+        seen.extend(seqs)
+        return real(seqs, **kw)
 
-        def evaluate_ids(self, seqs, **kw):
-            seen.extend(seqs)
-            return real(seqs, **kw)
-
-    res = GCG(Spy(), n_tokens=6, prefix="the quick", budget=128, batch_size=32, seed=1).run()
+    monkeypatch.setattr(chain, "evaluate_ids", spy)
+    res = GCG(chain, n_tokens=6, prefix="the quick", budget=128, batch_size=32, seed=1).run()
     assert seen, "nothing was scored"
     for s in seen:
         assert lm.tokenizer(chain.decode(s))["input_ids"] == s

@@ -38,6 +38,14 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def softcap_derivative(z: torch.Tensor, cap: float | None) -> torch.Tensor | float:
+    """``d/dz [cap · tanh(z / cap)]`` at the soft-capped logit ``z``: ``1 − (z / cap)²`` (1 without a cap).
+
+    The target path (module docstring) scales a token's target-logit gradient by it where the model soft-caps its
+    logits (Gemma): the value the backward pass takes at the token's own logit."""
+    return 1 - (z / cap) ** 2 if cap else 1.0
+
+
 def _returned_cache(out):
     """The KV cache a forward with ``use_cache=True`` returned (transformers 5 calls it ``cache``, 4.x ``past_key_values``)."""
     cache = out.get("cache", None)
@@ -332,6 +340,47 @@ class CausalLMBackbone(Backbone):
         self._output_map = A
         return A
 
+    @property
+    def logit_softcap(self) -> float | None:
+        """The model's final-logit soft cap (``None`` where logits are not soft-capped)."""
+        return getattr(self.model.config, "final_logit_softcapping", None) or None
+
+    def target_swap_scores(self, head_input: torch.Tensor, tokens: torch.Tensor, logit_in_place: torch.Tensor | None
+                           ) -> torch.Tensor:
+        """The target path's one-hot gradient of ``log p(v | context)`` terms at a position: ``(A h) · E[v]``.
+
+        Args:
+            head_input: ``(B, d)`` the hidden state the output head read at the position before (``h``).
+            tokens: ``(n,)`` the candidate tokens ``v``.
+            logit_in_place: ``(B,)`` the logit of the token currently in place there (where logits are soft-capped,
+                the backward pass scales by the soft-cap derivative at it), or ``None`` without a cap.
+
+        Returns:
+            ``(B, n)`` float32: ``∂ logit(v) / ∂ one-hot(v)`` along the target path; the NLL term's gradient is its
+            negative, times the term's weight over its token count (what :meth:`token_nll`'s backward gives).
+        """
+        h = head_input.float()
+        s = self.token_scores(h @ self.output_map().to(h).T, tokens).float()
+        if self.logit_softcap and logit_in_place is not None:
+            s = s * softcap_derivative(logit_in_place.float(), self.logit_softcap)[:, None]
+        return s
+
+    def next_token_state(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One no-grad forward of equal-length sequences ``ids (B, L)``: the logits after the last token ``(B, V)``
+        (float32) and the hidden state the output head read there ``(B, d)``."""
+        head = self.model.get_output_embeddings()
+        if head is None:
+            raise ValueError(f"{self.name}: the model has no output embeddings to read the next-token state from")
+        captured = []
+        handle = head.register_forward_hook(lambda m, args, out: captured.append(args[0][:, -1]))
+        try:
+            with torch.no_grad():
+                kw = {"logits_to_keep": 1} if self.accepts("logits_to_keep") else {}
+                z = self.model(input_ids=torch.as_tensor(ids, device=self.device), **kw).logits[:, -1].float()
+        finally:
+            handle.remove()
+        return z, captured[-1]
+
     def token_nll(self, inputs_embeds: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-position NLL ``(B, L-1)`` of ``ids[:, 1:]`` given the embeddings before them (0 where masked).
 
@@ -353,10 +402,9 @@ class CausalLMBackbone(Backbone):
             out_row = e @ self.output_map().to(e)
             u = _upcast(head_in[:, :-1].detach()).to(e.dtype)
             extra = ((out_row - out_row.detach()) * u).sum(-1)  # value 0, gradient A·h_{t-1} at e_t
-            cap = getattr(self.model.config, "final_logit_softcapping", None)
-            if cap:
+            if self.logit_softcap:
                 z = logits.detach().gather(-1, target.unsqueeze(-1)).squeeze(-1)
-                extra = extra * (1 - (z / cap) ** 2)
+                extra = extra * softcap_derivative(z, self.logit_softcap)
             nll = nll - extra
         if attention_mask is not None:
             nll = nll * attention_mask[:, 1:].to(nll.dtype)
@@ -368,6 +416,10 @@ class CausalLMBackbone(Backbone):
         if getattr(self, "_params", None) is None:
             self._params = set(inspect.signature(self.model.forward).parameters)
         return self._params
+
+    def accepts(self, argument: str) -> bool:
+        """Whether the model's ``forward`` takes ``argument`` (e.g. ``"logits_to_keep"``)."""
+        return argument in self._forward_params
 
     @property
     def _cache_kw(self) -> str | None:
