@@ -117,7 +117,8 @@ class FlowMMD(Objective):
         self.target = backbone.model.check_states(target, "target")
         self.n, self.seed, self.temperature = n, seed, temperature
 
-    def loss(self, inputs_embeds: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(self, inputs_embeds: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             state=None) -> torch.Tensor:
         """``(B,)`` MMD² for prompt embeddings ``(B, L, H)`` (masked positions dropped, longest tail kept)."""
         P = self.backbone.model.config.max_prompt_tokens
         out = []

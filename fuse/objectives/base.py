@@ -20,8 +20,12 @@ class Objective(ABC):
         self.backbone = backbone
 
     @abstractmethod
-    def loss(self, inputs_embeds: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` loss from ``inputs_embeds (B, L, d)``, ``ids (B, L)`` and ``attention_mask (B, L)``."""
+    def loss(self, inputs_embeds: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor,
+             state=None) -> torch.Tensor:
+        """``(B,)`` loss from ``inputs_embeds (B, L, d)``, ``ids (B, L)`` and ``attention_mask (B, L)``.
+
+        ``state``: the run's :class:`~fuse.models.run_state.LMState` for this term's model (its caches), or ``None``;
+        objectives whose backbone caches nothing ignore it."""
 
     def loss_texts(self, texts: list[str]) -> torch.Tensor:
         """Exact loss of texts as the backbone sees them in use (its own tokenization), ``(B,)``."""
@@ -32,7 +36,7 @@ class Objective(ABC):
         ids, mask = encode_batch(self.backbone.tokenizer, texts, self.backbone.device)
         return self.score_ids(ids, mask, batch_size=batch_size)
 
-    def score_ids(self, ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int = 64
+    def score_ids(self, ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int = 64, state=None
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Exact ``(loss (B,), match)`` of token ids the backbone sees as they are (no gradient).
 

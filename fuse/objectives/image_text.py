@@ -16,5 +16,5 @@ class ImageText(Objective):
         super().__init__(backbone)
         self.image_features = image_features.detach()
 
-    def loss(self, inputs_embeds, ids, attention_mask):
+    def loss(self, inputs_embeds, ids, attention_mask, state=None):
         return self.backbone.loss(inputs_embeds, ids, attention_mask, self.image_features)

@@ -26,13 +26,13 @@ class Fluency(Objective):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
 
-    def loss(self, inputs_embeds, ids, attention_mask):
+    def loss(self, inputs_embeds, ids, attention_mask, state=None):
         if self.reduction == "mean":
-            return self.backbone.nll(inputs_embeds, ids, attention_mask)
-        return self.backbone.token_nll(inputs_embeds, ids, attention_mask).sum(1)
+            return self.backbone.nll(inputs_embeds, ids, attention_mask, state)
+        return self.backbone.token_nll(inputs_embeds, ids, attention_mask, state).sum(1)
 
-    def score_ids(self, ids, attention_mask, batch_size: int = 64):
-        nll = self.backbone.score_tokens(ids, attention_mask, batch_size=batch_size).nll
+    def score_ids(self, ids, attention_mask, batch_size: int = 64, state=None):
+        nll = self.backbone.score_tokens(ids, attention_mask, batch_size=batch_size, state=state).nll
         total = nll.sum(1)
         if self.reduction == "mean":
             total = total / attention_mask[:, 1:].sum(1).clamp_min(1).to(total)
@@ -104,12 +104,12 @@ class Continuation(Objective):
         t = torch.where(weights > 0, -a * logits_of_targets, torch.full_like(logits_of_targets, -float("inf")))
         return (torch.logsumexp(t, 1) - math.log(n)) / a
 
-    def loss(self, inputs_embeds, ids, attention_mask):
+    def loss(self, inputs_embeds, ids, attention_mask, state=None):
         full, mask, weights, emb = self._append(ids, attention_mask, inputs_embeds)
         # Only the continuation's positions are scored, and its tokens are constants: the output head runs at
         # those positions alone (logits_to_keep), and no target path is needed (module docstring of causal_lm).
         cols = (weights > 0).any(0).nonzero().squeeze(-1)
-        logits = self.backbone.logits_at(emb, mask, cols)                       # (B, n_cols, V)
+        logits = self.backbone.logits_at(emb, mask, cols, state)                     # (B, n_cols, V)
         target = full[:, cols + 1]
         w = weights[:, cols]
         if self.kind == "mellowmax":
@@ -120,9 +120,9 @@ class Continuation(Objective):
         tok = torch.logsumexp(z, -1) - z.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         return (tok * w.to(tok)).sum(1) / self.cont_ids.numel()
 
-    def score_ids(self, ids, attention_mask, batch_size: int = 64):
+    def score_ids(self, ids, attention_mask, batch_size: int = 64, state=None):
         full, mask, weights, _ = self._append(ids, attention_mask)
-        s = self.backbone.score_tokens(full, mask, need=weights > 0, batch_size=batch_size)
+        s = self.backbone.score_tokens(full, mask, need=weights > 0, batch_size=batch_size, state=state)
         on = weights > 0
         match = (s.argmax | ~on).all(1)
         if self.kind == "mellowmax":

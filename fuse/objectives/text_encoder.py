@@ -21,7 +21,7 @@ class Similarity(Objective):
                 target = backbone.embed_text(target)[0]
         self.target = torch.as_tensor(target).detach().to(backbone.device)
 
-    def loss(self, inputs_embeds, ids, attention_mask):
+    def loss(self, inputs_embeds, ids, attention_mask, state=None):
         return self.backbone.cosine_loss(inputs_embeds, self.target, attention_mask)
 
 
@@ -34,5 +34,5 @@ class ClassifierLabel(Objective):
         super().__init__(backbone)
         self.label = backbone.labels[backbone.label_index(label)]
 
-    def loss(self, inputs_embeds, ids, attention_mask):
+    def loss(self, inputs_embeds, ids, attention_mask, state=None):
         return -self.backbone.label_logprob(inputs_embeds, attention_mask, self.label)

@@ -76,7 +76,7 @@ class AutoDAN(Optimizer):
         g = torch.zeros(len(beams), len(self.allowed), device=prim.device)
         own = [t for t in self.chain.terms if t.on_primary]
         if own and self.use_gradient and prim.target_gradient:
-            s = prim.target_swap_scores(h, self.allowed, z[:, int(self.allowed_cpu[0])]).to(g)  # the placeholder's logit
+            s = prim.target_swap_scores(h, self.allowed, z[:, int(self.allowed_cpu[0])], self.state.lm()).to(g)  # the placeholder's logit
             for t in own:
                 n = pos if t.objective.reduction == "mean" else 1  # tokens predicted in a sequence of pos + 1
                 g -= (t.weight / n) * s
@@ -103,20 +103,21 @@ class AutoDAN(Optimizer):
                 if bridged:
                     placeholder = int(self.allowed_cpu[0])
                     _, _, gb = self.chain.subset(bridged).gradients(
-                        [self.full_ids(free + [placeholder]) for free in beams], positions=[pos], tokens=self.allowed)
+                        [self.full_ids(free + [placeholder]) for free in beams], positions=[pos], tokens=self.allowed,
+                        state=self.state)
                     g = g + gb[:, 0].to(g)
                 score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
         elif self.use_gradient:
             placeholder = int(self.allowed_cpu[0])
             seqs = [self.full_ids(free + [placeholder]) for free in beams]
             reuse = self.lm_weight > 0 and pos > 0 and any(t.on_primary for t in self.chain.terms)
-            rec = prim.recording_logits(pos - 1) if reuse else contextlib.nullcontext()
-            with rec:
-                _, _, g = self.chain.gradients(seqs, positions=[pos], tokens=self.allowed)
+            own = self.state.lm()
+            with own.recording_logits(pos - 1) if reuse else contextlib.nullcontext():
+                _, _, g = self.chain.gradients(seqs, positions=[pos], tokens=self.allowed, state=self.state)
             g = g[:, 0].to(score.device)
             score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
-            if reuse and getattr(prim, "recorded", None) is not None:
-                lp = torch.log_softmax(prim.recorded.float(), -1)[:, self.allowed]
+            if reuse and own.recorded is not None:
+                lp = torch.log_softmax(own.recorded.float(), -1)[:, self.allowed]
         if self.lm_weight > 0:
             if lp is None:
                 lp = self._lm_logprobs(beams, pos)

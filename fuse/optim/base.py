@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from fuse.models.run_state import RunState
 from fuse.optim.chain_base import BaseChain, Known
 from fuse.optim.config import OptimizerConfig
 from fuse.optim.vocab_filter import allowed_tokens
@@ -193,7 +194,8 @@ class Optimizer:
         todo, todo_texts = todo[: max(left, 0)], todo_texts[: max(left, 0)]
         if todo:
             ev = self.chain.evaluate_ids([self.full_ids(f) for f in todo], batch_size=self.eval_batch_size,
-                                         texts=todo_texts, known=None if known is None else known(todo))
+                                         texts=todo_texts, known=None if known is None else known(todo),
+                                         state=self.state)
             totals, parts = ev.total.tolist(), ev.parts.tolist()
             matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
             for f, loss, part, match in zip(todo, totals, parts, matches):
@@ -227,6 +229,7 @@ class Optimizer:
         self._partial = (float("inf"), None, None, None)
         self._cache: dict[tuple, tuple] = {}
         self.bar = None
+        self.state = RunState()  # this run's caches (KV caches, memos): never on the models
 
     def _stop(self) -> str | None:
         if self.early_stop and self.any_match:

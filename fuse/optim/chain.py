@@ -9,7 +9,6 @@ own tokenization of the text); :meth:`Chain.gradient` differentiates through the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Sequence
 
@@ -18,6 +17,7 @@ import torch
 from fuse.core.bridge import Bridge
 from fuse.models.adapter_cache import cached_adapter
 from fuse.models.batching import pad_ids
+from fuse.models.run_state import RunState
 from fuse.objectives import as_objective
 from fuse.optim.chain_base import BaseChain, Evaluation, Known, Term, cat_evaluations
 
@@ -120,7 +120,7 @@ class Chain(BaseChain):
 
     @torch.no_grad()
     def evaluate_ids(self, seqs: list[list[int]], batch_size: int = 64, texts: list[str] | None = None,
-                     known: Known | None = None) -> Evaluation:
+                     known: Known | None = None, state: RunState | None = None) -> Evaluation:
         """Exact objective of primary token sequences that round-trip (``encode(decode(ids)) == ids``).
 
         The primary's own terms score the ids directly (no re-tokenization, shared-prefix KV cache); every other
@@ -143,7 +143,7 @@ class Chain(BaseChain):
                 if j in known:
                     scored.append((known[j][i : i + batch_size], None))
                 elif t.bridge is None:
-                    scored.append(t.objective.score_ids(ids, mask, batch_size))
+                    scored.append(t.objective.score_ids(ids, mask, batch_size, state=self._state(state, j)))
                 else:
                     scored.append(t.objective.score_texts(chunk, batch_size))
             out.append(self.combine(scored))
@@ -162,17 +162,22 @@ class Chain(BaseChain):
         return known
 
     # -- gradients ------------------------------------------------------------------------
-    def losses_from_embeds(self, ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _state(state: RunState | None, j: int, on_primary: bool = True):
+        """The run state of term ``j``'s model: the primary's terms share one, every other term has its own."""
+        return None if state is None else state.lm("primary" if on_primary else ("term", j))
+
+    def losses_from_embeds(self, ids: torch.Tensor, x: torch.Tensor, state: RunState | None = None) -> torch.Tensor:
         """Per-term losses ``(B, T)`` (float32, primary's device) of primary sequences ``ids (B, L)`` embedded as
         ``x (B, L, d)``; differentiable in ``x``. Secondary models receive their bridged embeddings, padded to a
         batch on their own device and in their own dtype."""
         B, L = ids.shape
         ones = torch.ones_like(ids)
         parts = []
-        for t in self.terms:
+        for j, t in enumerate(self.terms):
             bb = t.objective.backbone
             if t.bridge is None:
-                loss = t.objective.loss(x.to(bb.dtype), ids, ones)
+                loss = t.objective.loss(x.to(bb.dtype), ids, ones, state=self._state(state, j))
             else:
                 outs = [t.bridge(ids[b], x[b]) for b in range(B)]
                 Lb = max(o.ids.shape[0] for o in outs)
@@ -185,7 +190,7 @@ class Chain(BaseChain):
                     tids[b, :n], mask[b, :n] = o.ids, 1
                     rows.append(torch.nn.functional.pad(o.inputs_embeds, (0, 0, 0, Lb - n)))
                 emb = torch.stack(rows)
-                loss = t.objective.loss(emb, tids, mask)
+                loss = t.objective.loss(emb, tids, mask, state=self._state(state, j, on_primary=False))
             parts.append(loss.to(device=self.device, dtype=torch.float32))
         return torch.stack(parts, dim=1)
 
@@ -194,7 +199,8 @@ class Chain(BaseChain):
         P = self.losses_from_embeds(torch.as_tensor(ids, device=x.device)[None], x[None])[0]
         return (P * self.weights.to(P)).sum(), P.detach()
 
-    def embedding_gradients(self, seqs, positions=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def embedding_gradients(self, seqs, positions=None, state: RunState | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses and input-embedding gradients of equal-length primary sequences in one batched pass
         (:meth:`BaseChain.embedding_gradients`)."""
         ids = torch.as_tensor(seqs, device=self.primary.device)
@@ -202,9 +208,9 @@ class Chain(BaseChain):
             raise ValueError(f"seqs must be (B, L) token ids of equal length, got shape {tuple(ids.shape)}")
         x = self.primary.embed(ids).detach().requires_grad_()
         first = int(torch.as_tensor(positions).min()) if positions is not None and len(positions) else 0
-        frozen = getattr(self.primary, "frozen_prefix", None)
-        with torch.enable_grad(), (frozen(first) if frozen is not None else contextlib.nullcontext()):
-            P = self.losses_from_embeds(ids, x)
+        state = RunState() if state is None else state  # a call without a run still runs a constant prefix once
+        with torch.enable_grad(), state.lm("primary").frozen_prefix(first):
+            P = self.losses_from_embeds(ids, x, state)
             total = P @ self.weights.to(P)
             (g,) = torch.autograd.grad(total.sum(), x)
         if positions is not None:

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 
 from fuse.core.bridge import Bridge
+from fuse.models.run_state import RunState
 from fuse.objectives import Objective
 
 
@@ -96,7 +97,7 @@ class BaseChain(abc.ABC):
 
     @abc.abstractmethod
     def evaluate_ids(self, seqs: Sequence[Sequence[int]], batch_size: int = 64, texts: Sequence[str] | None = None,
-                     known: Known | None = None) -> Evaluation:
+                     known: Known | None = None, state: RunState | None = None) -> Evaluation:
         """Exact objective of primary token sequences that round-trip (``encode(decode(ids)) == ids``).
 
         Args:
@@ -105,17 +106,22 @@ class BaseChain(abc.ABC):
             texts: their decoded texts (what the other models tokenize), if the caller has them already.
             known: exact values of some terms for these sequences (``{term index: (len(seqs),)}``), which are then
                 not computed again (an optimizer that reads them off a forward it ran anyway).
+            state: the run's caches (:class:`~fuse.models.run_state.RunState`): the primary's scoring crops the KV
+                cache of the run's last single-sequence gradient pass where candidates start with it.
         """
 
     # -- gradients ------------------------------------------------------------------------
     @abc.abstractmethod
-    def embedding_gradients(self, seqs, positions=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def embedding_gradients(self, seqs, positions=None, state: RunState | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses and their gradient with respect to the primary's input embeddings, for equal-length sequences.
 
         Args:
             seqs: ``(B, L)`` token ids (a tensor or a list of equal-length lists).
             positions: the positions to return gradients for (default all ``L``). Positions before the first one
                 asked for are treated as constants (their KV cache may be reused), so their gradient is not computed.
+            state: the run's caches: the constant prefix's KV cache is kept there between calls, and a
+                single-sequence pass leaves its KV cache there for the scoring of its candidates.
 
         Returns:
             ``(loss (B,), parts (B, T), grad (B, len(positions), d))``, float32 losses on the primary's device; the
@@ -150,7 +156,8 @@ class BaseChain(abc.ABC):
         match = torch.stack(matches, 1).all(1) if matches else None
         return Evaluation(P @ self.weights.to(P), P, match)
 
-    def gradients(self, seqs, positions=None, tokens=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def gradients(self, seqs, positions=None, tokens=None, state: RunState | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses and one-hot gradients of several equal-length primary sequences in one batched pass.
 
         Returns:
@@ -158,7 +165,7 @@ class BaseChain(abc.ABC):
             change of sequence ``b``'s weighted loss when position ``positions[i]`` moves towards token
             ``tokens[j]`` (GCG's swap score), computed as ``∂L/∂x · E[tokens]ᵀ`` without a one-hot or ``V × d`` tensor.
         """
-        total, parts, g = self.embedding_gradients(seqs, positions)
+        total, parts, g = self.embedding_gradients(seqs, positions, state)
         return total, parts, self.primary.token_scores(g, tokens)
 
     def gradient(self, ids, positions=None, tokens=None) -> tuple[float, torch.Tensor, torch.Tensor]:

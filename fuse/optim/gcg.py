@@ -37,7 +37,7 @@ class GCG(SwapSearch):
         if memo is not None and memo[0] == key:
             return memo[1]
         _, _, g = self.chain.gradients([self.full_ids(c) for c in centers], positions=self.free_positions(),
-                                       tokens=self.allowed)
+                                       tokens=self.allowed, state=self.state)
         k = min(self.top_k, g.shape[-1])
         top = self.allowed_cpu[(-g).topk(k, dim=-1).indices.cpu()]
         self._top_memo = (key, top)

@@ -24,6 +24,8 @@ from typing import Sequence
 
 import torch
 
+from fuse.models.backbones.exact_scoring import cache_from_tensors, cache_tensors
+from fuse.models.run_state import RunState
 from fuse.optim.chain_base import BaseChain, Evaluation, Known
 from fuse.parallel.collectives import all_gather_rows, broadcast_object, check_all
 from fuse.parallel.config import DEFAULT_PARALLEL
@@ -109,15 +111,22 @@ class DataParallelChain(BaseChain):
         return f"DataParallelChain({self.chain!r}, micro_batch={self.micro_batch}, world_size={self.world_size})"
 
     # -- gradients: rank 0 computes, everyone receives the same bits ------------------------
-    def embedding_gradients(self, seqs, positions=None):
+    def embedding_gradients(self, seqs, positions=None, state: RunState | None = None):
         """:meth:`Chain.embedding_gradients <fuse.optim.chain.Chain.embedding_gradients>` computed on rank 0 and
-        broadcast (identical on every rank; an error on rank 0 is raised on every rank)."""
+        broadcast (identical on every rank; an error on rank 0 is raised on every rank). The KV cache a
+        single-sequence pass leaves in ``state`` (an optimizer's center) is broadcast with it, so every rank crops
+        the same cache when it scores its share of the candidates."""
         if self.world_size == 1:
-            return self._timed("gradient", self.chain.embedding_gradients, seqs, positions)
+            return self._timed("gradient", self.chain.embedding_gradients, seqs, positions, state)
         result, error = None, None
+        primary = None if state is None else state.lm("primary")
+        before = None if primary is None else primary.center_kv
         if self.rank == 0:
             try:
-                result = self._timed("gradient", self.chain.embedding_gradients, seqs, positions)
+                result = self._timed("gradient", self.chain.embedding_gradients, seqs, positions, state)
+                center = None if primary is None or primary.center_kv is before else primary.center_kv
+                layers = None if center is None else cache_tensors(center[1])
+                result = (*result, None if layers is None else (center[0], layers))
             except Exception as e:
                 error = e
         t0 = time.perf_counter()
@@ -125,7 +134,13 @@ class DataParallelChain(BaseChain):
         self._tick("broadcast", t0)
         if error is not None:
             raise error
-        return out
+        *out, center = out
+        if primary is not None:
+            if center is not None and self.rank != 0:
+                primary.center_kv = (center[0], cache_from_tensors(center[1]))
+            elif center is None and primary.center_kv is not before:
+                primary.center_kv = before  # a layout that cannot be sent: no rank uses the new one
+        return tuple(out)
 
     def _timed(self, phase, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -162,7 +177,7 @@ class DataParallelChain(BaseChain):
         return self._split(len(texts), lambda lo, hi, bs: self.chain.evaluate(texts[lo:hi], batch_size=bs), batch_size)
 
     def evaluate_ids(self, seqs: list[list[int]], batch_size: int = 64, texts: list[str] | None = None,
-                     known: Known | None = None) -> Evaluation:
+                     known: Known | None = None, state: RunState | None = None) -> Evaluation:
         """Exact objective of primary token sequences, as :meth:`Chain.evaluate_ids
         <fuse.optim.chain.Chain.evaluate_ids>`, split across ranks.
 
@@ -174,7 +189,7 @@ class DataParallelChain(BaseChain):
             raise ValueError("no sequences to evaluate")
         if self.world_size == 1 and self.micro_batch is None:
             return self._timed("evaluate", self.chain.evaluate_ids, seqs, batch_size=batch_size, texts=texts,
-                               known=known)
+                               known=known, state=state)
         order = sorted(range(len(seqs)), key=lambda i: seqs[i])
         s_seqs = [seqs[i] for i in order]
         s_texts = None if texts is None else [texts[i] for i in order]
@@ -182,7 +197,7 @@ class DataParallelChain(BaseChain):
         s_known = {j: v[perm.to(v.device)] for j, v in (known or {}).items()}
         ev = self._split(len(seqs), lambda lo, hi, bs: self.chain.evaluate_ids(
             s_seqs[lo:hi], batch_size=bs, texts=None if s_texts is None else s_texts[lo:hi],
-            known={j: v[lo:hi] for j, v in s_known.items()}), batch_size)
+            known={j: v[lo:hi] for j, v in s_known.items()}, state=state), batch_size)
         back = torch.empty(len(order), dtype=torch.long)
         back[torch.tensor(order)] = torch.arange(len(order))
         return Evaluation(ev.total[back], ev.parts[back], None if ev.match is None else ev.match[back])

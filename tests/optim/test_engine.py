@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import fuse
 from fuse.models.backbones.causal_lm import plan_chunks
+from fuse.models.run_state import RunState
 from fuse.models.batching import encode_batch
 from fuse.objectives import Continuation, Fluency, Similarity
 from fuse.optim import GCG, PEZ, AutoDAN, AutoDANConfig, GCGConfig, ProbeConfig, RandomSearch, optimize
@@ -128,12 +129,14 @@ def test_gradients_over_a_frozen_prefix_equal_one_hot_autograd(lm64):
     values as full autograd, also when the prefix changes between calls."""
     chain = Chain(lm64, [(Continuation(lm64, "over the lazy dog"), 1.0)])
     tokens = torch.tensor([3, 17, 40, 99])
+    state = RunState()
     for head in ("the quick", "a small", "the quick"):
         pre = lm64.tokenizer(head)["input_ids"]
         seqs = [pre + lm64.tokenizer(" " + t)["input_ids"][:3] for t in ("brown fox jumps", "lazy dog naps", "boat on a")]
         positions = [len(pre), len(pre) + 2]
-        _, _, g = chain.gradients(seqs, positions=positions, tokens=tokens)
-        assert lm64._frozen_memo is not None and torch.equal(lm64._frozen_memo[0], lm64.embed(torch.tensor(pre)))
+        _, _, g = chain.gradients(seqs, positions=positions, tokens=tokens, state=state)
+        memo = state.lm().frozen_kv
+        assert memo is not None and torch.equal(memo[0], lm64.embed(torch.tensor(pre)))
         for b, s in enumerate(seqs):
             ref = _one_hot_gradient(chain, s)[positions][:, tokens]
             assert torch.allclose(g[b].double(), ref, atol=1e-9 * ref.abs().max())
@@ -155,14 +158,15 @@ def test_scoring_around_a_gradient_pass_reuses_its_cache_and_equals_the_plain_fo
             c[int(p)] = int(torch.randint(5, 100, (1,), generator=g))
         cands.append(c)
     for seq in (center, cands[0]):  # the memo of the center, then of a sequence the others share less with
-        chain.gradients([seq], positions=list(range(len(pre), len(seq))))
-        assert lm64._base_memo is not None
+        state = RunState()
+        chain.gradients([seq], positions=list(range(len(pre), len(seq))), state=state)
+        assert state.lm().center_kv is not None
         calls = []
         forward = lm64.model.forward
         lm64.model.forward = lambda *a, **k: calls.append(k.get("input_ids").shape) or forward(*a, **k)
         try:
             ids = torch.tensor(cands)
-            fast, _ = obj.score_ids(ids, torch.ones_like(ids), batch_size=64)
+            fast, _ = obj.score_ids(ids, torch.ones_like(ids), batch_size=64, state=state.lm())
         finally:
             del lm64.model.forward
         ref = obj.loss(lm64.embed(ids), ids, torch.ones_like(ids))
