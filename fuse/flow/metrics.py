@@ -58,14 +58,6 @@ def rbf_mmd(x, y, gammas=GAMMAS, *, batch_size: int = 1024) -> float:
         return float(mmd2(x.double(), y.double(), gammas, batch_size=batch_size).mean())
 
 
-def rbf_mmd_per_gamma(x, y, gammas=GAMMAS, *, batch_size: int = 1024) -> dict[float, float]:
-    """MMD² for each γ."""
-    x, y = _check_pair(x, y)
-    with torch.no_grad():
-        vals = mmd2(x.double(), y.double(), gammas, batch_size=batch_size)
-    return {float(g): float(v) for g, v in zip(gammas, vals)}
-
-
 def wasserstein2(x, y, *, n: int | None = 2000, seed: int = 0) -> float:
     """Exact 2-Wasserstein distance (POT ``emd2`` on squared Euclidean costs) between sample sets.
 

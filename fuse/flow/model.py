@@ -223,7 +223,17 @@ class CaLMFlow(nn.Module):
         B, M, S, H = e.shape
         return e.reshape(B, M * S, H)
 
-    def _run(self, embeds: torch.Tensor, past=None):
+    def hidden_states(self, embeds: torch.Tensor, past=None):
+        """The LM's last hidden states over token embeddings, continuing a KV cache when one is given.
+
+        Args:
+            embeds: ``(B, L, H)`` token embeddings (prompt and/or :meth:`embed_states`).
+            past: a ``transformers`` cache to continue (``DynamicCache()`` to start one), or ``None``.
+
+        Returns:
+            ``(h (B, L, H), cache)``: the last hidden states of the ``L`` new tokens and the updated cache
+            (``None`` without ``past``). Differentiable in ``embeds`` and the parameters.
+        """
         out = self.lm.base_model(inputs_embeds=embeds, past_key_values=past, use_cache=past is not None)
         return out.last_hidden_state, getattr(out, "past_key_values", None)
 
@@ -248,7 +258,7 @@ class CaLMFlow(nn.Module):
         if prompt is not None:
             P = prompt.shape[1]
             tokens = torch.cat([prompt.to(tokens.dtype), tokens], 1)
-        h, _ = self._run(tokens)
+        h, _ = self.hidden_states(tokens)
         h = h[:, P:].reshape(B, N, M, c.space_dim * self.hidden_size).transpose(1, 2)[:, :, :-1]  # (B, M, N-1, S·H)
         eps = torch.randn((*h.shape[:-1], self.noise_dim), generator=generator).to(h)
         target = paths[:, :, 1:] - paths[:, :, :-1]
@@ -296,7 +306,7 @@ class CaLMFlow(nn.Module):
         if prompt is not None:
             tokens = torch.cat([prompt.to(tokens.dtype), tokens], 1)
         for i in range(c.n_times - 1):
-            h, cache = self._run(tokens, cache)
+            h, cache = self.hidden_states(tokens, cache)
             h = h[:, -M * c.space_dim:].reshape(B, M, c.space_dim * self.hidden_size)
             eps = torch.randn((B, M, self.noise_dim), generator=generator).to(h)
             delta, _, _ = self.head(h, eps, tau)

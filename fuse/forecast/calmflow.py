@@ -342,7 +342,7 @@ class CaLMFlowForecaster(Forecaster):
         x = z[:, -1:, None]  # (S, 1, 1)
         out = []
         for k in range(steps):
-            h, cache = m._run(tokens, cache)
+            h, cache = m.hidden_states(tokens, cache)
             eps = torch.randn((S, 1, 1), generator=gen)
             delta, _, _ = m.head(h[:, -1:], eps, self.cfg.temperature)
             x = (x + delta).clamp(-_CLIP, _CLIP)
@@ -399,7 +399,7 @@ class CaLMFlowForecaster(Forecaster):
             pe = m.pad_prompt_embeds(prompt_embeds)
             P = pe.shape[1]
             tokens = torch.cat([pe.to(tokens.dtype), tokens], 1)
-        h, _ = m._run(tokens)
+        h, _ = m.hidden_states(tokens)
         h = h[:, P + C - 1:]
         target = (z[:, C:] - z[:, C - 1:-1])[..., None]
         _, mean, var = m.head(h, torch.zeros_like(target))

@@ -16,11 +16,13 @@ BUNDLED_PREFIX = "bundled:"
 _KINDS = {"causal_lm": CausalLMBackbone, "encoder": EncoderBackbone}
 
 
-def _offline_default() -> bool:
+def offline_default() -> bool:
+    """Whether loading must stay off the network by default (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set)."""
     return any(os.environ.get(v, "").lower() in {"1", "true", "yes"} for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def _resolve_device(device) -> torch.device:
+def resolve_device(device) -> torch.device:
+    """``device`` (``None``: CPU) as a ``torch.device``; a ``ValueError`` for an unknown or unavailable one."""
     if device is None:
         return torch.device("cpu")
     try:
@@ -32,7 +34,8 @@ def _resolve_device(device) -> torch.device:
     return dev
 
 
-def _resolve_dtype(dtype) -> torch.dtype:
+def resolve_dtype(dtype) -> torch.dtype:
+    """``dtype`` (``None``: float32; a name such as ``"bf16"``) as a floating ``torch.dtype``, else a ``ValueError``."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, str):
@@ -80,11 +83,11 @@ def load(name_or_path: str, *, device=None, dtype=None, device_map=None, local_f
             import accelerate  # noqa: F401
         except ImportError as e:
             raise ValueError("device_map needs the accelerate package: pip install accelerate") from e
-    dev, dt = _resolve_device(device), _resolve_dtype(dtype)
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {sorted(_KINDS)}")
     if local_files_only is None:
-        local_files_only = _offline_default()
+        local_files_only = offline_default()
 
     if name.startswith(BUNDLED_PREFIX):
         from fuse.models.bundled import bundled_folder

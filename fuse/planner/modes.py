@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 MODES = ("none", "fixed", "oracle", "hard", "straight_through", "gumbel", "soft")
 PLANNER_MODES = ("hard", "straight_through", "gumbel", "soft")
+#: modes in which the LM loss back-propagates into the planner
 DIFFERENTIABLE_MODES = ("straight_through", "gumbel", "soft")
 
 
@@ -49,11 +50,6 @@ def check_mode(mode: str) -> str:
 def uses_planner(mode: str) -> bool:
     """True when the LM receives the planner's prediction (so the planner is trained and scored)."""
     return check_mode(mode) in PLANNER_MODES
-
-
-def planner_gets_lm_gradient(mode: str) -> bool:
-    """True when the LM loss back-propagates into the planner (soft, straight-through, Gumbel)."""
-    return check_mode(mode) in DIFFERENTIABLE_MODES
 
 
 @dataclass

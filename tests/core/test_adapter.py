@@ -7,7 +7,8 @@ import torch
 
 import fuse
 from fuse.core.adapter import CONFIG_NAME, WEIGHTS_NAME, TensorAdapter
-from fuse.core.tproduct import t_identity, t_product
+from fuse.core.tproduct import t_identity
+from tproduct_reference import bcirc, fold, t_product_ref, unfold
 from tiny import WORDS, bpe_tokenizer, tiny_causal_lm, tiny_encoder, unigram_tokenizer, wordpiece_tokenizer
 
 @pytest.fixture(scope="module")
@@ -64,11 +65,24 @@ def test_map_and_adjoint_are_adjoint(pair):
         torch.testing.assert_close(lhs, rhs)
 
 
-def test_padded_map_is_the_t_product(pair):
+def test_padded_fit_is_the_least_squares_map(pair):
+    """With λ = 0 the padded adapter is argmin_T ||X_A * T − X_B||², solved here without any FFT: by the definition
+    X * T = fold(bcirc(X) · unfold(T)) it is one real least-squares problem, bcirc(X_A) · U ≈ unfold(X_B), whose
+    solution U is unfold(T). Mapping words must then give the block-circulant t-product with that T."""
+    TOL = dict(rtol=1e-4, atol=1e-5)  # the fit runs in float64 and returns float32
     a, b = pair
-    ad = TensorAdapter.fit(a, b, words=WORDS, k=4)
-    X, c = fuse.word_slices(a, WORDS[:5], 4)
-    torch.testing.assert_close(ad.map(X), t_product(X, ad.T))
+    k = 4
+    ad = TensorAdapter.fit(a, b, words=WORDS, k=k, lam=0.0)
+    XA, cA = fuse.word_slices(a, WORDS, k)
+    XB, cB = fuse.word_slices(b, WORDS, k)
+    keep = (cA > 0) & (cA <= k) & (cB > 0) & (cB <= k)
+    XA, XB = XA[keep].double(), XB[keep].double()
+    M = bcirc(XA)  # (k·N, k·d_A)
+    assert torch.linalg.matrix_rank(M) == M.shape[1]  # enough words: the minimiser is unique
+    T_ref = fold(torch.linalg.lstsq(M, unfold(XB)).solution, a.dim, k)  # (d_A, d_B, k)
+    torch.testing.assert_close(ad.T.double(), T_ref, **TOL)
+    X, _ = fuse.word_slices(a, WORDS[:5], k)
+    torch.testing.assert_close(ad.map(X).double(), t_product_ref(X.double(), T_ref), **TOL)
 
 
 def test_save_load_round_trip(tmp_path, pair):

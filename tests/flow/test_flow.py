@@ -133,7 +133,7 @@ def test_shapes_and_cache_matches_teacher_forcing():
         paths = m.generate(x0, temperature=0.0, generator=torch.Generator().manual_seed(0), return_paths=True)
         assert paths.shape == (3, 2, 4, 2)
         # KV-cached generation equals one teacher-forced pass over the generated paths.
-        h, _ = m._run(m.embed_states(paths))
+        h, _ = m.hidden_states(m.embed_states(paths))
         h = h.reshape(3, 4, 2, -1).transpose(1, 2)[:, :, :-1]
         delta, _, _ = m.head(h, torch.zeros(3, 2, 3, m.noise_dim), 0.0)
     assert torch.allclose(paths[:, :, :-1] + delta, paths[:, :, 1:], atol=TOL_ABS)

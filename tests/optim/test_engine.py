@@ -234,11 +234,38 @@ def test_candidates_are_top_k_swaps_of_their_center(task):
             assert all(c[i] in top[i].tolist() for i in diff)
 
 
+class CenterRecorder(GCG):
+    """GCG that records the sequence each step proposes around (the pool's center)."""
+
+    def run(self):
+        self.centers_seen = []
+        return super().run()
+
+    def candidates(self, centers):
+        self.centers_seen.append(list(centers[0]))
+        return super().candidates(centers)
+
+
 def test_accept_always_moves_even_when_worse(task):
+    """accept="always" moves the center to the step's best candidate even when it is worse than the center, so the
+    center's loss rises at some step; accept="improve" on the same seed never lets it rise. Both return the best
+    sequence ever scored."""
+    RISE = 1e-4  # well above float32 noise of the tiny model's losses (the rise here is about 5e-3)
     _, chain = task
-    res = GCG(chain, n_tokens=6, prefix="the quick", budget=160, batch_size=16, seed=0, accept="always").run()
-    best = [h["best_loss"] for h in res.history]
-    assert best == sorted(best, reverse=True)  # the result is still the best ever scored
+    center_losses, results = {}, {}
+    for accept in ("always", "improve"):
+        opt = CenterRecorder(chain, n_tokens=6, prefix="the quick", budget=160, batch_size=16, seed=0, accept=accept)
+        results[accept] = opt.run()
+        assert len(opt.centers_seen) > 3
+        center_losses[accept] = chain.evaluate_ids([opt.full_ids(c) for c in opt.centers_seen]).total.tolist()
+    always, improve = center_losses["always"], center_losses["improve"]
+    assert any(b > a + RISE for a, b in zip(always, always[1:])), always
+    assert all(b <= a + 1e-6 for a, b in zip(improve, improve[1:])), improve
+    assert always != improve[: len(always)]
+    for accept, res in results.items():
+        best = [h["best_loss"] for h in res.history]
+        assert best == sorted(best, reverse=True)  # the result is still the best ever scored
+        assert res.best_loss <= min(center_losses[accept]) + 1e-6
 
 
 def test_combinations_apply_the_best_improving_swaps_together(task):
@@ -295,20 +322,32 @@ def test_cache_and_budget(task):
 
 
 def test_early_stop_on_an_exact_match():
+    """The start is built to make the model produce the target exactly (the target is the model's own greedy
+    continuation of it): with early_stop the search stops at the first step with "match", far from its budget;
+    without, it spends the whole budget."""
     lm = tiny_causal_lm(bpe_tokenizer(), d=16, name="greedy-lm")
-    prompt = lm.tokenizer("the quick brown")["input_ids"]
-    ids = list(prompt)
-    with torch.no_grad():
-        for _ in range(3):  # the model's own greedy continuation is matched by construction
-            ids.append(int(lm.logits(lm.embed(torch.tensor(ids))[None])[0, -1].argmax()))
-    target = lm.tokenizer.decode(ids[len(prompt):], clean_up_tokenization_spaces=False)
-    if lm.tokenizer(target, add_special_tokens=False)["input_ids"] != ids[len(prompt):]:
-        pytest.skip("the greedy continuation does not round-trip as a text")
+    budget, batch = 96, 16
+    for init in ("brown fox", "lazy dog", "red mat", "calm blue lake", "small boat", "frozen model", "sunset", "cat"):
+        n = len(lm.tokenizer(" " + init, add_special_tokens=False)["input_ids"])
+        kw = dict(n_tokens=n, prefix="the quick", init_text=init, budget=budget, batch_size=batch, seed=0)
+        fresh = GCG(Chain(lm, [(Fluency(lm), 1.0)]), **kw)
+        ids = fresh.full_ids(fresh.initial_free())  # init_text covers every free token: no random draw
+        with torch.no_grad():  # the model's own greedy continuation is matched by construction
+            cont = []
+            for _ in range(3):
+                cont.append(int(lm.logits(lm.embed(torch.tensor(ids + cont))[None])[0, -1].argmax()))
+        target = lm.tokenizer.decode(cont, clean_up_tokenization_spaces=False)
+        if lm.tokenizer(target, add_special_tokens=False)["input_ids"] == cont:
+            break
+    else:
+        pytest.fail("no greedy continuation of the starts tried round-trips as a text")
     chain = Chain(lm, [(Continuation(lm, target), 1.0)])
-    ev = chain.evaluate_ids([prompt])
-    assert bool(ev.match[0])
-    res = GCG(chain, n_tokens=2, prefix="the quick brown", budget=500, batch_size=16, seed=0, early_stop=True).run()
-    assert res.stopped in ("match", "budget")
+    assert bool(chain.evaluate_ids([ids]).match[0])
+    res = GCG(chain, early_stop=True, **kw).run()
+    assert res.stopped == "match"
+    assert res.evaluations <= 1 + batch < budget
+    full = GCG(chain, early_stop=False, **kw).run()
+    assert full.stopped == "budget" and full.evaluations == budget
 
 
 def test_probe_sampling_with_a_perfect_draft(task):

@@ -85,17 +85,24 @@ def test_autodan_complete_only_returns_n_tokens(chain, caplog):
 
 
 def test_gcg_improves_on_its_start(chain):
-    opt = make_optimizer("gcg", chain, n_tokens=4, budget=200, batch_size=32, seed=0, top_k=32)
-    res = opt.run()
-    assert res.history[-1]["best_loss"] < res.history[0]["best_loss"] or res.best_loss < chain.evaluate([chain.decode(
-        opt.full_ids(opt.initial_free()))]).total[0]
+    kw = dict(n_tokens=4, budget=200, batch_size=32, seed=0, top_k=32)
+    fresh = make_optimizer("gcg", chain, **kw)
+    start_free = fresh.initial_free()  # drawn from the freshly seeded generator, exactly as run() draws its start
+    start = float(chain.evaluate([fresh.text_of(start_free)]).total[0])
+    res = make_optimizer("gcg", chain, **kw).run()
+    assert res.best_free_ids != start_free and res.best_loss < start - 1e-3, (start, res.best_loss)
 
 
 def test_early_stop_by_target_and_patience(chain):
     res = make_optimizer("random", chain, n_tokens=3, budget=500, batch_size=8, target_loss=1e9, seed=0).run()
     assert res.stopped == "target" and res.evaluations < 500
-    res = make_optimizer("random", chain, n_tokens=3, budget=5000, batch_size=4, patience=2, seed=0).run()
-    assert res.stopped in ("patience", "budget")
+    budget = 5000  # far more than either run below can spend
+    res = make_optimizer("random", chain, n_tokens=3, budget=budget, batch_size=4, patience=2, seed=0).run()
+    assert res.stopped == "patience" and res.evaluations < budget
+    best = [h["best_loss"] for h in res.history]
+    assert best[-3] == best[-1] and (len(best) == 3 or best[-4] > best[-3])  # two steps without improvement, then stop
+    impatient = make_optimizer("random", chain, n_tokens=3, budget=budget, batch_size=4, seed=0).run()
+    assert impatient.stopped != "patience" and impatient.evaluations > res.evaluations
 
 
 def test_bad_input(chain):

@@ -63,16 +63,16 @@ def load_clip(name_or_path: str, *, device=None, local_files_only: bool | None =
     """A ``transformers`` CLIP model (hub id or folder) as a scorer. Never runs remote code."""
     from transformers import AutoTokenizer, CLIPModel
 
-    from fuse.models.loading import _offline_default, _resolve_device
+    from fuse.models.loading import offline_default, resolve_device
 
     if local_files_only is None:
-        local_files_only = _offline_default()
+        local_files_only = offline_default()
     try:
         model = CLIPModel.from_pretrained(name_or_path, local_files_only=local_files_only, trust_remote_code=False)
         tok = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, local_files_only=local_files_only)
     except (OSError, ValueError) as e:
         raise ValueError(f"could not load CLIP model {name_or_path!r}: {e}. Pass a local folder or a cached hub id; "
                          "no pretrained CLIP installs offline, use scorer='bundled' for the bundled one") from e
-    model = model.to(_resolve_device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
     model.requires_grad_(False)
     return CLIPScorer(CLIPBackbone(model, tok, str(name_or_path)))
