@@ -67,11 +67,9 @@ def is_private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
-#: private names used across modules in files another branch is rewriting (issue 20: the Chain interface,
-#: AutoDAN); that branch removes these uses and empties this list. An entry no longer used fails the test.
-ALLOWED_PRIVATE = {
-    "fuse/optim/autodan.py uses fuse.optim.chain._cat",
-}
+#: private names one module may use of another (none: every such use is a violation); an entry no longer used
+#: fails the test, so the list never outlives its reason
+ALLOWED_PRIVATE: set[str] = set()
 
 
 def private_uses(path: Path, module: str) -> list[tuple[int, str]]:
