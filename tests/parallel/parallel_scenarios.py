@@ -14,7 +14,7 @@ from fuse.captioning.vision.preprocess import Preprocess
 from fuse.captioning.vision.tower import ImageTower
 from fuse.core.adapter import TensorAdapter
 from fuse.models.loading import load
-from fuse.objectives import Fluency, Similarity
+from fuse.objectives import Continuation, Fluency, Similarity
 from fuse.optim import make_optimizer
 from fuse.optim.chain import Chain
 from fuse.parallel import DataParallelChain, run_job
@@ -30,7 +30,10 @@ CAPTION = CaptionConfig(n_tokens=3, batch_size=6, beam_width=2, image_batch_size
 def save_models(folder: Path) -> Path:
     """Save a tiny LM and encoder with their tokenizers under ``folder`` (every rank then loads the same
     files: WordPiece training is not reproducible across processes, as with a real checkpoint one saves)."""
-    for name, m in (("lm", tiny_causal_lm(bpe_tokenizer(), d=16)), ("enc", tiny_encoder(wordpiece_tokenizer(), d=12))):
+    lm64 = tiny_causal_lm(bpe_tokenizer(), d=64, name="lm64")
+    lm64.model.lm_head.weight.mul_(8)  # sharper next-token distributions: losses a prompt can move
+    for name, m in (("lm", tiny_causal_lm(bpe_tokenizer(), d=16)), ("enc", tiny_encoder(wordpiece_tokenizer(), d=12)),
+                    ("lm64", lm64)):
         m.model.save_pretrained(folder / name)
         m.tokenizer.save_pretrained(folder / name)
     return folder
@@ -52,10 +55,29 @@ def optimize_all(lm, enc, adapters) -> dict:
         r = opt.run()
         out[f"{name}-{search}-{micro}"] = dict(text=r.best_text, ids=r.best_ids, loss=r.best_loss, losses=r.losses,
                                                evaluations=r.evaluations, history=r.history, stopped=r.stopped)
+    out["gcg-center"] = center_run(lm.name.rsplit("/", 1)[0])
     texts = [" ".join(WORDS[i : i + 1 + i % 5]) for i in range(11)]
     ev = DataParallelChain(chain, micro_batch=3).evaluate(texts)
     out["evaluate"] = dict(total=ev.total.tolist(), parts=ev.parts.tolist())
     return out
+
+
+def center_run(folder: str) -> dict:
+    """GCG on a continuation task over a fixed prefix with a d = 64 LM: every step's scoring crops the KV cache of
+    the center's gradient pass (computed on rank 0, broadcast with the gradient); micro-batches of 3."""
+    lm64 = load(str(Path(folder) / "lm64"), kind="causal_lm")
+    chain = DataParallelChain(Chain(lm64, [(Continuation(lm64, " over the lazy dog"), 1.0)]), micro_batch=3)
+    opt = make_optimizer("gcg", chain, n_tokens=5, prefix="the quick brown fox", budget=64, batch_size=16, seed=2)
+    used, score = [], opt.score
+
+    def spy(frees, known=None):  # whether the center's cache is at hand on this rank when candidates are scored
+        used.append(opt.state.lm().center_kv is not None)
+        return score(frees, known)
+
+    opt.score = spy
+    r = opt.run()
+    return dict(text=r.best_text, ids=r.best_ids, loss=r.best_loss, evaluations=r.evaluations, history=r.history,
+                center_used=sum(used[1:]), scorings=len(used) - 1)
 
 
 def caption_job(lm, enc, adapters, log=None) -> list[dict] | None:

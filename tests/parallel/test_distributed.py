@@ -71,6 +71,17 @@ def test_optimizers_through_data_parallel_chain_equal_one_process(two_ranks, one
     torch.testing.assert_close(torch.tensor(ranks[1]["optim"]["evaluate"]["total"]), one_by_one, rtol=1e-5, atol=1e-6)
 
 
+def test_the_centers_cache_is_used_on_every_rank_and_equals_one_process(two_ranks, one_process):
+    """GCG over a fixed prefix on a d = 64 LM: both ranks crop the center's KV cache (rank 0's, broadcast with the
+    gradient) when they score their share, and the run equals one process's bit for bit."""
+    _, ranks, _ = two_ranks
+    ref, _ = one_process
+    want = ref["gcg-center"]
+    assert want["center_used"] >= want["scorings"] - 1 > 2
+    for res in ranks:
+        assert res["optim"]["gcg-center"] == want
+
+
 def test_caption_job_equals_one_process_and_is_logged_once(two_ranks, one_process):
     _, ranks, out = two_ranks
     _, ref = one_process
