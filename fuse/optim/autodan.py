@@ -102,9 +102,9 @@ class AutoDAN(Optimizer):
                 bridged = [j for j, t in enumerate(self.chain.terms) if not t.on_primary]
                 if bridged:
                     placeholder = int(self.allowed_cpu[0])
-                    _, _, gb = self.chain.subset(bridged).gradients(
-                        [self.full_ids(free + [placeholder]) for free in beams], positions=[pos], tokens=self.allowed,
-                        state=self.state)
+                    _, _, gb = self.evaluator.gradients([self.full_ids(free + [placeholder]) for free in beams],
+                                                        positions=[pos], tokens=self.allowed,
+                                                        chain=self.chain.subset(bridged))
                     g = g + gb[:, 0].to(g)
                 score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
         elif self.use_gradient:
@@ -113,7 +113,7 @@ class AutoDAN(Optimizer):
             reuse = self.lm_weight > 0 and pos > 0 and any(t.on_primary for t in self.chain.terms)
             own = self.state.lm()
             with own.recording_logits(pos - 1) if reuse else contextlib.nullcontext():
-                _, _, g = self.chain.gradients(seqs, positions=[pos], tokens=self.allowed, state=self.state)
+                _, _, g = self.evaluator.gradients(seqs, positions=[pos], tokens=self.allowed)
             g = g[:, 0].to(score.device)
             score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
             if reuse and own.recorded is not None:
@@ -128,7 +128,7 @@ class AutoDAN(Optimizer):
         """For :meth:`score`: the exact values of the primary's Fluency terms of candidates ``beam + [v]``, from each
         beam's cached value and ``−log p(v | beam)`` — ``None`` (score everything) when the fast path is off or a
         beam's own values are not cached (the first step's empty beam)."""
-        parts = [self._cache.get(tuple(b)) for b in beams]
+        parts = [self.evaluator.scored.get(tuple(b)) for b in beams]
         if next_logprobs is None or any(p is None for p in parts):
             return None
         rows = {tuple(b): i for i, b in enumerate(beams)}

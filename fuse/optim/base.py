@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from fuse.models.run_state import RunState
 from fuse.optim.chain_base import BaseChain, Known
 from fuse.optim.config import OptimizerConfig
+from fuse.optim.evaluator import Evaluator, Layout
 from fuse.optim.vocab_filter import allowed_tokens
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ class OptimResult:
         dropped: candidates dropped because their text does not re-tokenize to the same ids in the primary.
         cache_hits: candidates met again and answered from the evaluation cache.
         draft_evaluations: texts scored by a probe-sampling draft model.
+        gradient_calls: gradient passes the run made (each over a batch of sequences).
+        phase_seconds: wall seconds by phase: ``gradient``, ``evaluate`` (exact scoring), ``draft`` (probe sampling).
+        probe_history: probe sampling's record of each step (``rho``, probed, filtered, candidates).
         config: the options the run used.
     """
 
@@ -60,6 +63,9 @@ class OptimResult:
     dropped: int = 0
     cache_hits: int = 0
     draft_evaluations: int = 0
+    gradient_calls: int = 0
+    phase_seconds: dict = field(default_factory=dict)
+    probe_history: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
 
     @property
@@ -109,6 +115,10 @@ class Optimizer:
         self._reset()
 
     # -- layout ---------------------------------------------------------------------------
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.prefix_ids, self.tail_ids)
+
     def full_ids(self, free: list[int]) -> list[int]:
         return self.prefix_ids + list(free) + self.tail_ids
 
@@ -121,16 +131,7 @@ class Optimizer:
 
     def round_trips(self, frees: list[list[int]]) -> list[bool]:
         """Whether each candidate's text re-tokenizes to exactly its ids in the primary (what the models will see)."""
-        return self._round_trip_texts(frees)[0]
-
-    def _round_trip_texts(self, frees: list[list[int]]) -> tuple[list[bool], list[str]]:
-        """:meth:`round_trips` and the decoded texts it checked."""
-        if not frees:
-            return [], []
-        fulls = [self.full_ids(f) for f in frees]
-        texts = [self.chain.decode(f) for f in fulls]
-        enc = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
-        return [list(e) == f and bool(t.strip()) for e, f, t in zip(enc, fulls, texts)], texts
+        return self.evaluator.round_trips(frees)
 
     # -- initial tokens -------------------------------------------------------------------
     def random_free(self, n: int | None = None) -> list[int]:
@@ -157,82 +158,48 @@ class Optimizer:
             return self.random_free()
         return ids
 
-    # -- exact scoring --------------------------------------------------------------------
+    # -- what the run gathered (the evaluator's) ---------------------------------------------
     def score(self, frees: list[list[int]], known: Callable[[list[list[int]]], Known] | None = None) -> torch.Tensor:
-        """Exact losses ``(n,)`` (CPU float) of candidate free-token lists.
+        """Exact losses ``(n,)`` of candidates: :meth:`Evaluator.score <fuse.optim.evaluator.Evaluator.score>`."""
+        return self.evaluator.score(frees, known)
 
-        Candidates whose text does not round-trip are dropped (``inf``, not counted); candidates already scored come
-        from the cache (not counted); the rest are scored in order while the budget lasts (``inf`` past it).
-        ``known(frees)`` may give the exact values of some terms for the candidates to evaluate
-        (:meth:`BaseChain.evaluate_ids <fuse.optim.chain_base.BaseChain.evaluate_ids>`).
-        """
-        out = torch.full((len(frees),), float("inf"))
-        if not frees:
-            return out
-        rest = []  # indices not answered by the cache (only candidates that round-tripped are ever cached)
-        for i, f in enumerate(frees):
-            key = tuple(f)
-            if self.config.cache and key in self._cache:
-                self.cache_hits += 1
-                out[i] = self._cache[key][0]
-            else:
-                rest.append(i)
-        ok, texts = self._round_trip_texts([frees[i] for i in rest])
-        self.dropped += ok.count(False)
-        todo, todo_texts, seen = [], [], {}
-        for i, good, text in zip(rest, ok, texts):
-            if not good:
-                continue
-            key = tuple(frees[i])
-            if key in seen:
-                seen[key].append(i)
-            else:
-                seen[key] = [i]
-                todo.append(frees[i])
-                todo_texts.append(text)
-        left = self.budget - self.evaluations
-        todo, todo_texts = todo[: max(left, 0)], todo_texts[: max(left, 0)]
-        if todo:
-            ev = self.chain.evaluate_ids([self.full_ids(f) for f in todo], batch_size=self.eval_batch_size,
-                                         texts=todo_texts, known=None if known is None else known(todo),
-                                         state=self.state)
-            totals, parts = ev.total.tolist(), ev.parts.tolist()
-            matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
-            for f, loss, part, match in zip(todo, totals, parts, matches):
-                self._cache[tuple(f)] = (loss, part, match)
-                for i in seen[tuple(f)]:
-                    out[i] = loss
-                self._consider(f, loss, part, match)
-            self.evaluations += len(todo)
-            if self.bar is not None:
-                self.bar.update(len(todo))
-                self.bar.set_postfix(best=f"{self.best_loss:.4f}")
-        return out
+    @property
+    def state(self):
+        """The run's caches (:class:`~fuse.models.run_state.RunState`)."""
+        return self.evaluator.state
 
-    def _consider(self, free: list[int], loss: float, parts: list[float], match) -> None:
-        if match:
-            self.any_match = True
-        if self.complete_only and len(free) != self.n_tokens:  # a partial prompt: the fallback only
-            if loss < self._partial[0]:
-                self._partial = (loss, list(free), parts, match)
-        elif loss < self.best_loss:
-            self.best_loss, self.best_free, self.best_parts, self.best_match = loss, list(free), parts, match
+    @property
+    def evaluations(self) -> int:
+        return self.evaluator.evaluations
+
+    @property
+    def best_loss(self) -> float:
+        return self.evaluator.best.loss
+
+    @property
+    def best_free(self) -> list[int] | None:
+        return self.evaluator.best.free
+
+    @property
+    def probe_history(self) -> list[dict]:
+        return self.evaluator.probe_history
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _reset(self) -> None:
         self.gen = torch.Generator().manual_seed(self.seed)
-        self.evaluations, self.best_loss, self.best_free, self.best_parts = 0, float("inf"), None, None
-        self.best_match, self.any_match = None, False
         self.history, self.steps_since_best = [], 0
-        self.dropped = self.cache_hits = self.draft_evaluations = 0
-        self.probe_history: list[dict] = []
-        self._partial = (float("inf"), None, None, None)
-        self._cache: dict[tuple, tuple] = {}
         self.bar = None
-        self.state = RunState()  # this run's caches (KV caches, memos): never on the models
+        self.evaluator = Evaluator(self.chain, self.layout, self.budget, batch_size=self.eval_batch_size,
+                                   cache=self.config.cache, complete_length=self.n_tokens if self.complete_only else None,
+                                   on_scored=self._progress)
+
+    def _progress(self, n: int, best: float) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(best=f"{best:.4f}")
 
     def _stop(self) -> str | None:
-        if self.early_stop and self.any_match:
+        if self.early_stop and self.evaluator.any_match:
             return "match"
         if self.evaluations >= self.budget:
             return "budget"
@@ -261,22 +228,26 @@ class Optimizer:
         finally:
             self.bar.close()
             self.bar = None
-        if self.best_free is None and self._partial[1] is not None:
+        ev = self.evaluator
+        if ev.best.free is None and ev.partial.free is not None:
             logger.warning("%s: the budget ran out before any prompt reached n_tokens=%d; returning the best %d-token "
-                           "prompt (raise the budget or lower n_tokens)", self.name, self.n_tokens, len(self._partial[1]))
-            self.best_loss, self.best_free, self.best_parts, self.best_match = self._partial
-        if self.best_free is None:
+                           "prompt (raise the budget or lower n_tokens)", self.name, self.n_tokens, len(ev.partial.free))
+            ev.best = ev.partial
+        best = ev.best
+        if best.free is None:
             raise ValueError("no candidate was evaluated: raise the budget, or give an init_text / prefix whose tokens "
                              "survive decode → encode in the primary's tokenizer")
-        ids = self.full_ids(self.best_free)
+        ids = self.full_ids(best.free)
         return OptimResult(
-            best_text=self.chain.decode(ids), best_ids=ids, best_loss=self.best_loss,
-            losses={k: float(v) for k, v in zip(self.chain.labels, self.best_parts)},
-            evaluations=self.evaluations, seconds=time.perf_counter() - t0, history=self.history,
-            stopped=stopped, optimizer=self.name, search=self.search, best_free_ids=list(self.best_free),
-            best_free_text=self.tokenizer.decode(self.best_free, clean_up_tokenization_spaces=False),
-            matched=self.best_match, dropped=self.dropped, cache_hits=self.cache_hits,
-            draft_evaluations=self.draft_evaluations, config=self.config.to_dict(),
+            best_text=self.chain.decode(ids), best_ids=ids, best_loss=best.loss,
+            losses={k: float(v) for k, v in zip(self.chain.labels, best.parts)},
+            evaluations=ev.evaluations, seconds=time.perf_counter() - t0, history=self.history,
+            stopped=stopped, optimizer=self.name, search=self.search, best_free_ids=list(best.free),
+            best_free_text=self.tokenizer.decode(best.free, clean_up_tokenization_spaces=False),
+            matched=best.match, dropped=ev.dropped, cache_hits=ev.cache_hits,
+            draft_evaluations=ev.draft_evaluations, gradient_calls=ev.gradient_calls,
+            phase_seconds={k: round(v, 6) for k, v in ev.seconds.items()}, probe_history=list(ev.probe_history),
+            config=self.config.to_dict(),
         )
 
     def _run(self) -> str | None:  # pragma: no cover - abstract

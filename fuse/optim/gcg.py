@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from fuse.optim.config import GCGConfig
-from fuse.optim.probe import probe_score
+from fuse.optim.probe import ProbeSampling
 from fuse.optim.search import SwapSearch
 
 
@@ -36,8 +36,8 @@ class GCG(SwapSearch):
         memo = getattr(self, "_top_memo", None)
         if memo is not None and memo[0] == key:
             return memo[1]
-        _, _, g = self.chain.gradients([self.full_ids(c) for c in centers], positions=self.free_positions(),
-                                       tokens=self.allowed, state=self.state)
+        _, _, g = self.evaluator.gradients([self.full_ids(c) for c in centers], positions=self.free_positions(),
+                                           tokens=self.allowed)
         k = min(self.top_k, g.shape[-1])
         top = self.allowed_cpu[(-g).topk(k, dim=-1).indices.cpu()]
         self._top_memo = (key, top)
@@ -58,4 +58,4 @@ class GCG(SwapSearch):
     def score_candidates(self, cands):
         if self.probe is None:
             return self.score(cands)
-        return probe_score(self, cands)
+        return ProbeSampling(self.probe).score(self.evaluator, cands, self.gen)

@@ -36,7 +36,7 @@ class PEZ(Optimizer):
                 nearest = (torch.nn.functional.normalize(P, dim=-1) @ E_allowed.T).argmax(-1)
                 free = self.allowed_cpu[nearest.cpu()].tolist()
             self.score([free])
-            _, _, g = self.chain.embedding_gradients([self.full_ids(free)], state=self.state)  # at the projected embeddings
+            _, _, g = self.evaluator.embedding_gradients([self.full_ids(free)])  # at the projected embeddings
             opt.zero_grad()
             P.grad = g[0, free_pos].to(P)
             opt.step()

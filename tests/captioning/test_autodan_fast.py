@@ -60,12 +60,12 @@ def test_fast_exact_losses_equal_chain_evaluate(chains, name):
     chain = chains[name]
     opt = _opt(chain)
     res = opt.run()
-    assert res.evaluations > 0 and opt._cache
-    keys = list(opt._cache)
+    assert res.evaluations > 0 and opt.evaluator.scored
+    keys = list(opt.evaluator.scored)
     ev = chain.evaluate_ids([opt.full_ids(list(k)) for k in keys])
-    got = torch.tensor([opt._cache[k][0] for k in keys])
+    got = torch.tensor([opt.evaluator.scored[k][0] for k in keys])
     torch.testing.assert_close(got, ev.total.cpu(), **TOL_LOSS)
-    torch.testing.assert_close(torch.tensor([opt._cache[k][1] for k in keys]), ev.parts.cpu(), **TOL_LOSS)
+    torch.testing.assert_close(torch.tensor([opt.evaluator.scored[k][1] for k in keys]), ev.parts.cpu(), **TOL_LOSS)
     # the reported losses of the best caption are its exact ones, term by term
     best = chain.evaluate_ids([res.best_ids])
     assert res.best_loss == pytest.approx(float(best.total[0]), rel=1e-5, abs=1e-5)

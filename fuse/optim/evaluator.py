@@ -1,0 +1,179 @@
+"""The evaluator of one run: every exact evaluation and every gradient an optimizer asks for goes through it.
+
+An optimizer only proposes candidates and updates its search; the :class:`Evaluator` it creates in ``run()`` checks
+each candidate's round trip (``encode(decode(ids)) == ids`` in the primary), answers candidates met before from its
+cache, de-duplicates, cuts at the budget, evaluates the rest exactly on the chain, and keeps the counters, the
+best-so-far and the run's caches (:class:`~fuse.models.run_state.RunState`). Probe sampling is a strategy over it
+(:class:`~fuse.optim.probe.ProbeSampling`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from fuse.models.run_state import RunState
+from fuse.optim.chain_base import BaseChain, Known
+
+
+@dataclass
+class Best:
+    """The best candidate scored so far (``free`` is ``None`` before the first)."""
+
+    loss: float = float("inf")
+    free: list[int] | None = None
+    parts: list[float] | None = None
+    match: bool | None = None
+
+
+@dataclass
+class Layout:
+    """Where the optimized tokens sit in the primary's sequence: ``prefix_ids + free + tail_ids``."""
+
+    prefix_ids: list[int]
+    tail_ids: list[int]
+
+    def full_ids(self, free: Sequence[int]) -> list[int]:
+        return self.prefix_ids + list(free) + self.tail_ids
+
+
+@dataclass
+class Evaluator:
+    """Exact scoring with a cache, a budget and a best-so-far, for one run.
+
+    Args:
+        chain: the chain (plain or data-parallel).
+        layout: where the free tokens go.
+        budget: exact evaluations allowed (cache hits are free).
+        batch_size: sequences per forward when scoring.
+        cache: remember evaluations by free tokens.
+        complete_length: when set, only candidates of this many free tokens can become :attr:`best`; shorter ones
+            are kept apart (:attr:`partial`, the fallback of a growth-based optimizer).
+        on_scored: called with the number of new evaluations after each batch (a progress bar).
+    """
+
+    chain: BaseChain
+    layout: Layout
+    budget: int
+    batch_size: int = 64
+    cache: bool = True
+    complete_length: int | None = None
+    on_scored: Callable[[int, float], None] | None = None
+    state: RunState = field(default_factory=RunState)
+    evaluations: int = 0
+    dropped: int = 0
+    cache_hits: int = 0
+    draft_evaluations: int = 0
+    gradient_calls: int = 0
+    any_match: bool = False
+    best: Best = field(default_factory=Best)
+    partial: Best = field(default_factory=Best)
+    probe_history: list[dict] = field(default_factory=list)
+    seconds: dict = field(default_factory=lambda: defaultdict(float))
+    scored: dict = field(default_factory=dict)  # free tokens -> (loss, parts, match)
+
+    # -- the round trip -------------------------------------------------------------------
+    def round_trip_texts(self, frees: Sequence[Sequence[int]]) -> tuple[list[bool], list[str]]:
+        """Whether each candidate's text re-tokenizes to exactly its ids in the primary, and the texts checked."""
+        if not frees:
+            return [], []
+        fulls = [self.layout.full_ids(f) for f in frees]
+        texts = [self.chain.decode(f) for f in fulls]
+        enc = self.chain.primary.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        return [list(e) == f and bool(t.strip()) for e, f, t in zip(enc, fulls, texts)], texts
+
+    def round_trips(self, frees: Sequence[Sequence[int]]) -> list[bool]:
+        return self.round_trip_texts(frees)[0]
+
+    # -- exact scoring --------------------------------------------------------------------
+    def score(self, frees: Sequence[Sequence[int]], known: Callable[[list[list[int]]], Known] | None = None
+              ) -> torch.Tensor:
+        """Exact losses ``(n,)`` (CPU float) of candidate free-token lists.
+
+        Candidates whose text does not round-trip are dropped (``inf``, counted in :attr:`dropped`); candidates
+        already scored come from the cache (:attr:`cache_hits`); the rest are scored in order while the budget lasts
+        (``inf`` past it). ``known(frees)`` may give the exact values of some terms for the candidates to evaluate
+        (:meth:`BaseChain.evaluate_ids <fuse.optim.chain_base.BaseChain.evaluate_ids>`).
+        """
+        out = torch.full((len(frees),), float("inf"))
+        if not frees:
+            return out
+        rest = []  # indices not answered by the cache (only candidates that round-tripped are ever cached)
+        for i, f in enumerate(frees):
+            hit = self.scored.get(tuple(f)) if self.cache else None
+            if hit is not None:
+                self.cache_hits += 1
+                out[i] = hit[0]
+            else:
+                rest.append(i)
+        ok, texts = self.round_trip_texts([frees[i] for i in rest])
+        self.dropped += ok.count(False)
+        todo, todo_texts, seen = [], [], {}
+        for i, good, text in zip(rest, ok, texts):
+            if not good:
+                continue
+            key = tuple(frees[i])
+            if key in seen:
+                seen[key].append(i)
+            else:
+                seen[key] = [i]
+                todo.append(list(frees[i]))
+                todo_texts.append(text)
+        left = max(self.budget - self.evaluations, 0)
+        todo, todo_texts = todo[:left], todo_texts[:left]
+        if not todo:
+            return out
+        t0 = time.perf_counter()
+        ev = self.chain.evaluate_ids([self.layout.full_ids(f) for f in todo], batch_size=self.batch_size,
+                                     texts=todo_texts, known=None if known is None else known(todo), state=self.state)
+        self.seconds["evaluate"] += time.perf_counter() - t0
+        totals, parts = ev.total.tolist(), ev.parts.tolist()
+        matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
+        for f, loss, part, match in zip(todo, totals, parts, matches):
+            self.scored[tuple(f)] = (loss, part, match)
+            for i in seen[tuple(f)]:
+                out[i] = loss
+            self._consider(f, loss, part, match)
+        self.evaluations += len(todo)
+        if self.on_scored is not None:
+            self.on_scored(len(todo), self.best.loss)
+        return out
+
+    def draft_scored(self, n: int, seconds: float) -> None:
+        """Count ``n`` texts a draft model scored (probe sampling) in ``seconds``."""
+        self.draft_evaluations += n
+        self.seconds["draft"] += seconds
+
+    def _consider(self, free: list[int], loss: float, parts: list[float], match) -> None:
+        if match:
+            self.any_match = True
+        if self.complete_length is not None and len(free) != self.complete_length:  # a partial prompt: the fallback
+            if loss < self.partial.loss:
+                self.partial = Best(loss, list(free), parts, match)
+        elif loss < self.best.loss:
+            self.best = Best(loss, list(free), parts, match)
+
+    # -- gradients ------------------------------------------------------------------------
+    def gradients(self, seqs, positions=None, tokens=None, chain: BaseChain | None = None):
+        """:meth:`BaseChain.gradients <fuse.optim.chain_base.BaseChain.gradients>` of ``chain`` (default the run's)
+        with the run's caches, timed and counted."""
+        t0 = time.perf_counter()
+        try:
+            return (chain or self.chain).gradients(seqs, positions, tokens, state=self.state)
+        finally:
+            self.gradient_calls += 1
+            self.seconds["gradient"] += time.perf_counter() - t0
+
+    def embedding_gradients(self, seqs, positions=None):
+        """:meth:`BaseChain.embedding_gradients <fuse.optim.chain_base.BaseChain.embedding_gradients>` with the
+        run's caches, timed and counted."""
+        t0 = time.perf_counter()
+        try:
+            return self.chain.embedding_gradients(seqs, positions, state=self.state)
+        finally:
+            self.gradient_calls += 1
+            self.seconds["gradient"] += time.perf_counter() - t0
