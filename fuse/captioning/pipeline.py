@@ -134,19 +134,23 @@ class CaptionConfig:
         mine = {f.name for f in fields(self)} - {"optim"}
         own = {k: options.pop(k) for k in list(options) if k in mine}
         optim = self.optim
-        if name is not None:
-            optim = _convert(optim, name, keep_search="search" in options)
-        if options:
-            names = {f.name for f in fields(optim)}
+        if name is not None or options:
+            target = _optimizer_class(name).config_class if name is not None else type(optim)
+            names = {f.name for f in fields(target)}
             unknown = [k for k in options if k not in names]
             if unknown:
-                raise ValueError(f"{type(optim).__name__} (the {_NAMES[type(optim)]} search) has no "
-                                 f"{', '.join(unknown)}; CaptionConfig has {sorted(mine | {'optim'})}")
-            if options.get("budget", 0) is None or ("budget" not in options and
-                                                     {"n_tokens", "batch_size"} & set(options) and
-                                                     self.optim.budget == self.optim.n_tokens * self.optim.batch_size):
-                options["budget"] = (options.get("n_tokens", optim.n_tokens) * options.get("batch_size", optim.batch_size))
-            optim = replace(optim, **options)
+                raise ValueError(f"{target.__name__} (the {_NAMES[target]} search) has no {', '.join(unknown)}; "
+                                 f"CaptionConfig has {sorted(mine | {'optim'})}")
+            if options.get("budget", 0) is None or ("budget" not in options and {"n_tokens", "batch_size"} & set(options)
+                                                    and optim.budget == optim.n_tokens * optim.batch_size):
+                options["budget"] = options.get("n_tokens", optim.n_tokens) * options.get("batch_size", optim.batch_size)
+            if target is type(optim):
+                optim = replace(optim, **options)
+            else:  # another optimizer: the fields both configs have are kept
+                values = {f.name: getattr(optim, f.name) for f in fields(optim) if f.name in names}
+                if not _optimizer_class(name).supports_beam:
+                    values["search"] = "greedy"
+                optim = target(**{**values, **options})
         return replace(self, optim=optim, **own)
 
     def to_dict(self) -> dict:
@@ -169,21 +173,15 @@ class CaptionConfig:
 
 
 _NAMES = {cls.config_class: name for name, cls in OPTIMIZER_CLASSES.items()}
+# the search fields of the flat CaptionConfig before the config tree, and their defaults
+_FLAT_DEFAULTS = dict(lm_weight=0.25, use_gradient=True, complete_only=True, search="beam")
 _SEARCH_FIELDS = frozenset(f.name for c in CONFIGS for f in fields(c))
 
 
-def _convert(optim: OptimizerConfig, name: str, *, keep_search: bool = False) -> OptimizerConfig:
-    """``optim`` as the config of optimizer ``name``: the fields both classes have are kept (PEZ: greedy search)."""
+def _optimizer_class(name: str):
     if name not in OPTIMIZER_CLASSES:
         raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
-    cls = OPTIMIZER_CLASSES[name]
-    if type(optim) is cls.config_class:
-        return optim
-    names = {f.name for f in fields(cls.config_class)}
-    values = {f.name: getattr(optim, f.name) for f in fields(optim) if f.name in names}
-    if not cls.supports_beam and not keep_search:
-        values["search"] = "greedy"
-    return cls.config_class(**values)
+    return OPTIMIZER_CLASSES[name]
 
 
 _dataclass_init = CaptionConfig.__init__
@@ -196,6 +194,13 @@ def _init(self, *args, **kwargs):
     old = {k: kwargs.pop(k) for k in list(kwargs) if k in _SEARCH_FIELDS or k == "optimizer"}
     if not old:
         return _dataclass_init(self, *args, **kwargs)
+    # the flat config had every field for every optimizer, and the mapping ignored those the optimizer lacked
+    # (AutoDAN's for GCG, the search for PEZ): at their old defaults they are dropped, otherwise override refuses them
+    name = old.get("optimizer") or _NAMES.get(type(kwargs.get("optim")), "autodan")
+    if name in OPTIMIZER_CLASSES:
+        cls = OPTIMIZER_CLASSES[name]
+        lacks = (_SEARCH_FIELDS - {f.name for f in fields(cls.config_class)}) | (set() if cls.supports_beam else {"search"})
+        old = {k: v for k, v in old.items() if not (k in lacks and k in _FLAT_DEFAULTS and v == _FLAT_DEFAULTS[k])}
     shown = ", ".join(f"{k}={v!r}" for k, v in old.items())
     warnings.warn(f"CaptionConfig({shown}) is deprecated: the search's options live in its optimizer's config, "
                   f"CaptionConfig(optim=AutoDANConfig(...)) (or GCGConfig, ...); config.override({shown}) "

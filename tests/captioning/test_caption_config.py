@@ -152,3 +152,18 @@ def test_caption_cli_errors_name_the_flag(capsys):
                       (["--num-threads", "-1"], "argument --num-threads:")):
         assert main(["caption", "photo.jpg", *argv]) == 2, argv
         assert msg in capsys.readouterr().err, argv
+
+
+def test_an_old_flat_config_maps_as_the_old_captioner_ran_it():
+    """The flat config had AutoDAN's fields and a search for every optimizer; the old mapping ignored what the
+    optimizer lacked. At their old defaults they are dropped; set to something else they are refused."""
+    flat = dict(prefix="An image of", n_tokens=4, alpha=(1.0, 22.0), optimizer="gcg", use_gradient=True, lm_weight=0.25,
+                complete_only=True, search="beam", beam_width=4, batch_size=16, budget=None, steer_weight=5.0,
+                image_batch_size=16, seed=0, num_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert CaptionConfig(**flat).optim == GCGConfig(prefix="An image of", n_tokens=4, batch_size=16, budget=64,
+                                                        search="beam", beam_width=4, seed=0)
+        assert CaptionConfig(**{**flat, "optimizer": "pez"}).optim.search == "greedy"
+        with pytest.raises(ValueError, match="GCGConfig .* has no use_gradient"):
+            CaptionConfig(**{**flat, "use_gradient": False})
