@@ -125,13 +125,13 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _inner(tp) -> tuple[Any, bool]:
-    """``(T, optional)`` for ``T | None``; ``(tp, False)`` otherwise."""
+def _inner(tp):
+    """``T`` for ``T | None`` (``None`` is only ever a default, or a ``Flag(none=...)`` spelling); ``tp`` otherwise."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
-            return args[0], True
-    return tp, False
+            return args[0]
+    return tp
 
 
 def _dashed(name: str) -> str:
@@ -226,7 +226,7 @@ class ConfigFlags:
                 o = overrides.get(f.name, Flag())
                 if o.skip:
                     continue
-                self.specs[f.name] = self._spec(cls, f, hints[f.name], o)
+                self.specs[f.name] = self._spec(f, hints[f.name], o)
 
     def label(self, cls) -> str:
         return self.labels.get(cls, cls.__name__)
@@ -249,10 +249,10 @@ class ConfigFlags:
                     return None
         raise KeyError(name)
 
-    def _spec(self, cls, f, tp, o: Flag) -> _Spec:
+    def _spec(self, f, tp, o: Flag) -> _Spec:
         field_default = o.default
         value = self._default_of(f.name) if field_default is UNSET else field_default
-        inner, _ = _inner(tp)
+        inner = _inner(tp)
         flags = o.flags or (_dashed(f.name),)
         if inner is bool and not o.invert:
             kind = "switch" if value is False else "pair"
@@ -294,7 +294,7 @@ class ConfigFlags:
             elif spec.kind == "pair":
                 kw["action"] = _Pair
             else:
-                inner, _ = _inner(tp)
+                inner = _inner(tp)
                 if typing.get_origin(inner) is tuple:
                     args = typing.get_args(inner)
                     kw["nargs"] = "+" if len(args) == 2 and args[1] is Ellipsis else len(args)
