@@ -132,13 +132,13 @@ def part_captions(args) -> None:
     refs.update({f"skimage:{p}": [getattr(skimage.data, p).__doc__.strip().splitlines()[0]] for p in photos})
     feats = main.encode_images(images)
     jfeats = judge.encode_images(images)
-    cfg = CaptionConfig(n_tokens=args.n_tokens, batch_size=args.batch_size, beam_width=args.beam_width,
-                        alpha=(1.0, args.alpha), seed=args.seed)
+    cfg = CaptionConfig(alpha=(1.0, args.alpha)).override(n_tokens=args.n_tokens, batch_size=args.batch_size,
+                                                          beam_width=args.beam_width, seed=args.seed)
     budget = cfg.evaluations
     methods = {
         "FUSE: AutoDAN + adapter gradient": cfg,
-        "same search, LM logits only (no gradient)": replace(cfg, use_gradient=False),
-        "random search": replace(cfg, optimizer="random", search="beam"),
+        "same search, LM logits only (no gradient)": cfg.override(use_gradient=False),
+        "random search": cfg.override(optimizer="random", search="beam"),
     }
     cap = Captioner(lm, main, cfg)
     out: dict[str, dict] = {}
@@ -177,7 +177,7 @@ def part_captions(args) -> None:
     gemma = load("bundled:gemma3-270m")
     rows, figs = [], {}
     for mname, o in out.items():
-        hyps = {n: normalize_caption(c, cfg.prefix) for n, c in zip(names, o["captions"])}
+        hyps = {n: normalize_caption(c, cfg.optim.prefix) for n, c in zip(names, o["captions"])}
         m = caption_metrics(hyps, refs)
         with torch.no_grad():
             own = torch.stack([main.encode_texts([c])[0] for c in o["captions"]])
@@ -220,7 +220,7 @@ def part_captions(args) -> None:
     md = (f"Scale (2 shared CPU cores): {args.n_clipart} held-out clip-art images + {len(photos)} skimage photos "
           f"({', '.join(photos)}); SmolLM2-135M writes, optimized against the bundled **{args.optimize_against}** scorer, "
           f"judged independently by the bundled **{'label' if args.optimize_against == 'lit' else 'lit'}** scorer; "
-          f"{cfg.n_tokens} tokens after \"{cfg.prefix}\", beam {cfg.beam_width}, {cfg.batch_size} candidates per step, "
+          f"{cfg.optim.n_tokens} tokens after \"{cfg.optim.prefix}\", beam {cfg.optim.beam_width}, {cfg.optim.batch_size} candidates per step, "
           f"budget {budget} exact evaluations per image for every search; α = {cfg.alpha}. Metrics on captions with "
           f"the prefix removed. Total {total:.0f} s.\n\n"
           + markdown_table(["method", "CIDEr", "BLEU-4", "ROUGE-L", "judge cos (independent)", "cos (optimized scorer)",
@@ -236,7 +236,7 @@ def part_captions(args) -> None:
           + "\n\n## Captions\n\n" + markdown_table(["image", "reference"] + list(out),
                                                    [[n, refs[n][0][:60]] + [out[m]["captions"][i] for m in out]
                                                     for i, n in enumerate(names)]))
-    write_results("captioning", config={"caption": asdict(cfg), "n_clipart": args.n_clipart, "photos": photos,
+    write_results("captioning", config={"caption": cfg.to_dict(), "n_clipart": args.n_clipart, "photos": photos,
                                         "optimize_against": args.optimize_against, "steer_weight": args.steer_weight,
                                         "steer_images": [names[i] for i in steer_idx], "budget_per_image": budget,
                                         "torch_threads": args.threads},

@@ -30,7 +30,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -141,9 +141,9 @@ def method_config(cfg, method: str):
     if method in ("fuse", "lm"):
         return cfg
     if method == "magic":
-        return replace(cfg, use_gradient=False)
+        return cfg.override(use_gradient=False)
     if method == "random":
-        return replace(cfg, optimizer="random")
+        return cfg.override(optimizer="random")
     raise ValueError(f"unknown method {method!r}; use one of {sorted(METHODS)}")
 
 
@@ -200,11 +200,11 @@ def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, resul
     p.add_argument("--clip", default="openai/clip-vit-base-patch32", help="CLIP hub id or folder (the scorer)")
     p.add_argument("--lm", default="gpt2-medium", help="the writing causal LM (any name fuse.load accepts)")
     p.add_argument("--methods", default="fuse,magic")
-    p.add_argument("--n-tokens", type=int, default=PUBLISHED_CONFIG.n_tokens)
-    p.add_argument("--batch-size", type=int, default=PUBLISHED_CONFIG.batch_size)
+    p.add_argument("--n-tokens", type=int, default=PUBLISHED_CONFIG.optim.n_tokens)
+    p.add_argument("--batch-size", type=int, default=PUBLISHED_CONFIG.optim.batch_size)
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--alpha", type=float, default=22.0)
-    p.add_argument("--lm-weight", type=float, default=PUBLISHED_CONFIG.lm_weight,
+    p.add_argument("--lm-weight", type=float, default=PUBLISHED_CONFIG.optim.lm_weight,
                    help="weight of the LM log-probability in AutoDAN's ranking (published: 1)")
     p.add_argument("--prefix", default="An image of")
     p.add_argument("--seed", type=int, default=0)
@@ -226,8 +226,9 @@ def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, resul
         from fuse.captioning.scorers import load_scorer
 
         scorer = load_scorer(args.clip, device=args.device)
-    cfg = CaptionConfig(prefix=args.prefix, n_tokens=args.n_tokens, batch_size=args.batch_size, beam_width=args.beam_width,
-                        alpha=(1.0, args.alpha), lm_weight=args.lm_weight, seed=args.seed)
+    cfg = CaptionConfig(alpha=(1.0, args.alpha)).override(prefix=args.prefix, n_tokens=args.n_tokens,
+                                                          batch_size=args.batch_size, beam_width=args.beam_width,
+                                                          lm_weight=args.lm_weight, seed=args.seed)
     if args.metrics_only:
         records = finished(output)
     else:
@@ -242,17 +243,17 @@ def main(argv=None, *, lm=None, scorer=None, adapters: dict | None = None, resul
         if args.world_size > 1:
             logger.info("rank %d done; score all shards once with --metrics-only", args.rank)
             return {}
-    figs = score(items, records, scorer, methods=methods, prefix=cfg.prefix)
+    figs = score(items, records, scorer, methods=methods, prefix=cfg.optim.prefix)
     cols = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE", "CLIP-S", "sec_per_image"]
     rows = [[METHODS[m]] + [("n/a" if figs[m].get(c) is None else figs[m][c]) for c in cols] for m in methods]
     md = (f"COCO protocol: {len(items)} images of `{Path(args.annotations).name}`; `{args.lm}` writes, `{args.clip}` "
-          f"judges; {cfg.n_tokens} tokens after \"{cfg.prefix}\", beam {cfg.beam_width}, {cfg.batch_size} candidates per "
+          f"judges; {cfg.optim.n_tokens} tokens after \"{cfg.optim.prefix}\", beam {cfg.optim.beam_width}, {cfg.optim.batch_size} candidates per "
           f"step, α = {cfg.alpha}, budget {cfg.evaluations} exact evaluations per image for both searches. METEOR and "
           "SPICE need Java (n/a without it). CLIP-S = 2.5 · max(cos, 0) under the same CLIP (so it favours the method "
           "that optimizes it).\n\n"
           + markdown_table(["method", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE", "CLIP-S", "s / image"], rows)
           + "\n\nRun: `python -m benchmarks.captioning --part coco --images DIR --annotations FILE`.")
-    write_results(args.name, config={"caption": asdict(cfg), "lm": args.lm, "clip": args.clip, "n_images": len(items),
+    write_results(args.name, config={"caption": cfg.to_dict(), "lm": args.lm, "clip": args.clip, "n_images": len(items),
                                      "methods": list(methods), "annotations": Path(args.annotations).name},
                   seed=args.seed, figures=figs, markdown=md, extra_packages=EXTRA, directory=results_dir or RESULTS)
     print(md)

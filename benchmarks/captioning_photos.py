@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -184,8 +184,9 @@ def part_captions(args) -> None:
     enc = load("bundled:minilm-l6")
     judge = _label_scorer(enc, 1)
     jfeats = judge.encode_images(images)
-    cfg = CaptionConfig(n_tokens=args.n_tokens, batch_size=args.batch_size, beam_width=args.beam_width,
-                        alpha=(1.0, args.alpha), lm_weight=args.lm_weight, seed=args.seed)
+    cfg = CaptionConfig(alpha=(1.0, args.alpha)).override(n_tokens=args.n_tokens, batch_size=args.batch_size,
+                                                          beam_width=args.beam_width, lm_weight=args.lm_weight,
+                                                          seed=args.seed)
     resume = Path(args.resume) if args.resume else None
     done = finished(resume)
     writers = args.writers.split(",")
@@ -223,10 +224,10 @@ def part_captions(args) -> None:
         for m in methods:
             recs = [records[f"{w}|{m}|{n}"] for n in names]
             caps = [r["caption"] for r in recs]
-            met = coco_metrics(dict(zip(names, caps)), refs, prefix=cfg.prefix, metrics=("BLEU-4", "CIDEr"))
-            named = [p.names_object(normalize_caption(c, cfg.prefix)) for p, c in zip(photos, caps)]
+            met = coco_metrics(dict(zip(names, caps)), refs, prefix=cfg.optim.prefix, metrics=("BLEU-4", "CIDEr"))
+            named = [p.names_object(normalize_caption(c, cfg.optim.prefix)) for p, c in zip(photos, caps)]
             with torch.no_grad():
-                bare = [normalize_caption(c, cfg.prefix) for c in caps]
+                bare = [normalize_caption(c, cfg.optim.prefix) for c in caps]
                 jcos = (judge.encode_texts(bare) * jfeats).sum(-1)
                 ocos = (scorer.encode_texts(caps) * feats).sum(-1)
                 nll = torch.cat([fluency_lm.text_nll([c]).float().cpu() for c in caps])
@@ -256,13 +257,13 @@ def part_captions(args) -> None:
             paired[f"{w}: FUSE vs {m}"] = {"mean_difference": float(d.mean()), "wins": int((d > 0).sum()), "losses": int((d < 0).sum()),
                                   "cider_difference": figs[f"{w}|fuse"]["CIDEr"] - figs[f"{w}|{m}"]["CIDEr"],
                                   "named_difference": figs[f"{w}|fuse"]["named"] - figs[f"{w}|{m}"]["named"]}
-    _sheet(images, names, cap_rows, RESULTS / f"{args.name}.png", prefix=cfg.prefix)
+    _sheet(images, names, cap_rows, RESULTS / f"{args.name}.png", prefix=cfg.optim.prefix)
     md = (f"{len(names)} photos (scikit-image / scikit-learn), 3 references each written for them "
           f"(`fuse/captioning/data/photos.py`). The search optimizes α = {cfg.alpha} × (writer NLL, 1 − cos) under the "
-          f"`{args.scorer}` scorer (label bridge on EfficientNet-Lite0 + MiniLM); {cfg.n_tokens} tokens after "
-          f"\"{cfg.prefix}\", beam {cfg.beam_width}, {cfg.batch_size} candidates per step, budget {cfg.evaluations} exact "
+          f"`{args.scorer}` scorer (label bridge on EfficientNet-Lite0 + MiniLM); {cfg.optim.n_tokens} tokens after "
+          f"\"{cfg.optim.prefix}\", beam {cfg.optim.beam_width}, {cfg.optim.batch_size} candidates per step, budget {cfg.evaluations} exact "
           f"evaluations per image for every search; the gradient-guided search ranks candidates by −∇/std(∇) + "
-          f"{cfg.lm_weight} · log p_LM, the MAGIC-style control by log p_LM alone; seed {cfg.seed}; torch threads {torch.get_num_threads()} on a shared "
+          f"{cfg.optim.lm_weight} · log p_LM, the MAGIC-style control by log p_LM alone; seed {cfg.optim.seed}; torch threads {torch.get_num_threads()} on a shared "
           f"2-core machine. CIDEr / BLEU-4 against the references (prefix removed); **named**: captions that name the "
           "photo's main object; **judge cos**: the label bridge on EfficientNet-Lite1 (another ImageNet network than "
           "the Lite0 optimized against; it shares the MiniLM text tower); fluency: mean NLL under the *other* LM "
@@ -278,9 +279,9 @@ def part_captions(args) -> None:
           + markdown_table(["photo"] + list(cap_rows), [[n] + [cap_rows[k][i] + (" ✓" if figs[k.replace(': ', '|')]["names_object"][n] else "")
                                                                 for k in cap_rows] for i, n in enumerate(names)])
           + f"\n\n✓ = names the main object. Run: `python -m benchmarks.captioning_photos --writers {','.join(writers)} "
-            f"--methods {','.join(methods)} --n-tokens {cfg.n_tokens} --batch-size {cfg.batch_size} --lm-weight {cfg.lm_weight} "
+            f"--methods {','.join(methods)} --n-tokens {cfg.optim.n_tokens} --batch-size {cfg.optim.batch_size} --lm-weight {cfg.optim.lm_weight} "
             f"--photos {','.join(names)}`.")
-    write_results(args.name, config={"caption": asdict(cfg), "photos": names, "scorer": args.scorer,
+    write_results(args.name, config={"caption": cfg.to_dict(), "photos": names, "scorer": args.scorer,
                                                "judge": "label bridge on efficientnet-lite1", "writers": writers,
                                                "methods": methods, "torch_threads": torch.get_num_threads()},
                   seed=args.seed, figures={"methods": figs, "paired": paired, "total_seconds": total, "wall_seconds_this_process": wall},

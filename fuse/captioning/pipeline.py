@@ -19,14 +19,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from tqdm.auto import tqdm
 
+from fuse.optim import CONFIGS, AutoDANConfig, OptimizerConfig
 from fuse.optim import OPTIMIZERS as OPTIMIZER_CLASSES
 from fuse.optim.chain import Chain
 from fuse.objectives import ClassifierLabel, Fluency, ImageText, Objective
@@ -38,75 +41,183 @@ __all__ = ["CaptionConfig", "DEFAULT_CONFIG", "PUBLISHED_CONFIG", "Caption", "ca
 OPTIMIZERS = tuple(OPTIMIZER_CLASSES)  # every optimizer of fuse.optim can write captions
 
 
+def _caption_search() -> AutoDANConfig:
+    """The default caption search (docs/captioning.md): AutoDAN + beam 4 after "An image of", 8 tokens × 128
+    candidates per step (1,024 exact evaluations), the LM's log-probability at weight 0.25 in the ranking."""
+    return AutoDANConfig(prefix="An image of", n_tokens=8, batch_size=128, budget=8 * 128, search="beam", beam_width=4,
+                         lm_weight=0.25, seed=0)
+
+
 @dataclass
 class CaptionConfig:
-    """Options of the caption search (all seeded).
+    """Options of the caption search (all seeded): the optimizer's own config, and what only captioning has.
 
     Attributes:
-        prefix: fixed text the caption starts with.
-        n_tokens: tokens grown after the prefix (AutoDAN steps).
+        optim: the search, as the config of any :mod:`fuse.optim` optimizer (its class picks the optimizer):
+            by default ``AutoDANConfig(prefix="An image of", n_tokens=8, batch_size=128, budget=1024,
+            search="beam", beam_width=4, lm_weight=0.25, seed=0)``. Every field of it applies (``top_k`` of a
+            ``GCGConfig``, ``patience``, ``eval_batch_size``, ...). Its ``budget`` is the exact evaluations per
+            image: AutoDAN's growth needs ``n_tokens × batch_size`` to reach ``n_tokens`` tokens. With AutoDAN,
+            ``lm_weight`` 0.25 was tuned on the optimized objective (the published code's 1 lets the LM's own top
+            tokens fill the candidate list), ``use_gradient=False`` is the control without the cross-model
+            gradient, and ``complete_only`` (default) keeps captions of exactly ``n_tokens`` tokens (the best of
+            any length is pulled towards "An image of a" by the fluency term).
         alpha: weights ``(LM NLL, 1 − cos(text, image))``.
-        optimizer: ``"autodan"`` (default), ``"gcg"``, ``"random"`` or ``"pez"``.
-        use_gradient: rank AutoDAN's candidates by the scorer's gradient through the adapter
-            (``False``: by LM logits only — the control without the cross-model gradient).
-        lm_weight: weight of the LM log-probability in AutoDAN's candidate ranking (0.25, tuned on the
-            optimized objective; the published code's 1 lets the LM's own top tokens fill the candidate list).
-        complete_only: AutoDAN returns the best caption of exactly ``n_tokens`` tokens (``False``: the
-            best of any length, which a fluency term pulls towards "An image of a").
-        search, beam_width: ``"beam"`` with 4 beams by default.
-        batch_size: candidates evaluated exactly per step.
-        budget: exact evaluations per image (default ``n_tokens × batch_size``).
         steer_weight: weight of the steering term (when a ``steer`` objective is given).
         image_batch_size: images encoded per batch by the scorer.
-        seed: seeds the search.
         num_threads: torch CPU threads while captioning (restored afterwards). A float sum split over
             a different number of threads rounds differently, and one flipped near-tie among thousands
             of candidate comparisons sends the beam elsewhere: with the same thread count (1 by
             default) the same seed gives the same captions on any machine with the same package
             versions and CPU instruction set. ``None`` keeps torch's setting (faster on a many-core
             machine; captions may then differ between machines). GPU work is unaffected.
+
+    The search's fields given to ``CaptionConfig`` itself, the form before the config tree
+    (``CaptionConfig(n_tokens=16, optimizer="gcg")``, ``replace(config, lm_weight=1.0)``), still work through
+    :meth:`override`, with a ``DeprecationWarning``; reading them (``config.n_tokens``) reads ``config.optim``.
+
+    Example:
+        >>> from fuse.captioning import CaptionConfig
+        >>> from fuse.optim import AutoDANConfig
+        >>> cfg = CaptionConfig(optim=AutoDANConfig(prefix="An image of", n_tokens=16, batch_size=64, budget=1024,
+        ...                                         search="beam", lm_weight=1.0))
+        >>> cfg.optimizer, cfg.evaluations
+        ('autodan', 1024)
+        >>> CaptionConfig().override(optimizer="gcg", n_tokens=4).optim.budget   # 4 × 128, the shared fields kept
+        512
     """
 
-    prefix: str = "An image of"
-    n_tokens: int = 8
+    optim: OptimizerConfig = field(default_factory=_caption_search)
     alpha: tuple[float, float] = (1.0, 22.0)
-    optimizer: str = "autodan"
-    use_gradient: bool = True
-    lm_weight: float = 0.25
-    complete_only: bool = True
-    search: str = "beam"
-    beam_width: int = 4
-    batch_size: int = 128
-    budget: int | None = None
     steer_weight: float = 5.0
     image_batch_size: int = 16
-    seed: int = 0
     num_threads: int | None = 1
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; use one of {OPTIMIZERS}")
+        if type(self.optim) not in CONFIGS:
+            raise ValueError(f"optim must be the config of a fuse optimizer ({', '.join(c.__name__ for c in CONFIGS)}), "
+                             f"got {type(self.optim).__name__}: CaptionConfig(optim=AutoDANConfig(n_tokens=8, ...))")
         if len(tuple(self.alpha)) != 2 or self.alpha[0] < 0 or not self.alpha[1] > 0:
             raise ValueError(f"alpha is (LM weight >= 0, image weight > 0), got {self.alpha!r}")
         self.alpha = tuple(float(a) for a in self.alpha)
-        if int(self.n_tokens) < 1 or int(self.batch_size) < 1 or int(self.image_batch_size) < 1:
-            raise ValueError("n_tokens, batch_size and image_batch_size must be >= 1")
-        if self.budget is not None and int(self.budget) < 1:
-            raise ValueError(f"budget must be >= 1 evaluation, got {self.budget}")
+        if isinstance(self.image_batch_size, bool) or not isinstance(self.image_batch_size, int) or self.image_batch_size < 1:
+            raise ValueError(f"image_batch_size must be an integer >= 1, got {self.image_batch_size!r}")
         if self.steer_weight < 0:
             raise ValueError(f"steer_weight must be >= 0, got {self.steer_weight}")
         if self.num_threads is not None and int(self.num_threads) < 1:
             raise ValueError(f"num_threads must be >= 1 (or None to keep torch's setting), got {self.num_threads}")
 
     @property
+    def optimizer(self) -> str:
+        """The name of the optimizer ``optim`` configures (``"autodan"``, ``"gcg"``, ``"random"``, ``"pez"``)."""
+        return _NAMES[type(self.optim)]
+
+    @property
     def evaluations(self) -> int:
-        return int(self.budget) if self.budget is not None else int(self.n_tokens) * int(self.batch_size)
+        """Exact evaluations per image: the search's ``budget``."""
+        return self.optim.budget
+
+    def override(self, **options) -> CaptionConfig:
+        """A copy with ``options`` set wherever they live: on this config (``alpha``, ``num_threads``, ...) or on
+        its search (``n_tokens``, ``lm_weight``, ``top_k``, ...).
+
+        ``optimizer="gcg"`` (``"autodan"``, ``"random"``, ``"pez"``) switches the search to that optimizer's config,
+        keeping the fields every optimizer shares (prefix, n_tokens, budget, batch_size, search, seed, ...; PEZ
+        searches greedily). A search whose budget was ``n_tokens × batch_size`` keeps that relation when
+        ``n_tokens`` or ``batch_size`` change and no ``budget`` is given; ``budget=None`` sets it.
+
+        Raises:
+            ValueError: for an option neither this config nor the search's config has, naming the classes.
+        """
+        options = dict(options)
+        name = options.pop("optimizer", None)
+        mine = {f.name for f in fields(self)} - {"optim"}
+        own = {k: options.pop(k) for k in list(options) if k in mine}
+        optim = self.optim
+        if name is not None or options:
+            target = _optimizer_class(name).config_class if name is not None else type(optim)
+            names = {f.name for f in fields(target)}
+            unknown = [k for k in options if k not in names]
+            if unknown:
+                raise ValueError(f"{target.__name__} (the {_NAMES[target]} search) has no {', '.join(unknown)}; "
+                                 f"CaptionConfig has {sorted(mine | {'optim'})}")
+            if options.get("budget", 0) is None or ("budget" not in options and {"n_tokens", "batch_size"} & set(options)
+                                                    and optim.budget == optim.n_tokens * optim.batch_size):
+                options["budget"] = options.get("n_tokens", optim.n_tokens) * options.get("batch_size", optim.batch_size)
+            if target is type(optim):
+                optim = replace(optim, **options)
+            else:  # another optimizer: the fields both configs have are kept
+                values = {f.name: getattr(optim, f.name) for f in fields(optim) if f.name in names}
+                if not _optimizer_class(name).supports_beam:
+                    values["search"] = "greedy"
+                optim = target(**{**values, **options})
+        return replace(self, optim=optim, **own)
+
+    def to_dict(self) -> dict:
+        """JSON-ready options: the search as its optimizer's :meth:`~fuse.optim.OptimizerConfig.to_dict`."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "optim"}
+        return {"optimizer": self.optimizer, "optim": self.optim.to_dict(), **out, "alpha": list(self.alpha)}
+
+    def __getattr__(self, name):  # only called for names that are not attributes: the old flat fields
+        if name in _SEARCH_FIELDS and "optim" in self.__dict__:
+            warnings.warn(f"CaptionConfig.{name} is deprecated: the search's options live in its optimizer's config; "
+                          f"read config.optim.{name}", DeprecationWarning, stacklevel=2)
+            return getattr(self.__dict__["optim"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in _SEARCH_FIELDS:
+            raise AttributeError(f"CaptionConfig has no field {name!r}: it is the search's; use "
+                                 f"config.override({name}=...) or replace(config, optim=replace(config.optim, {name}=...))")
+        object.__setattr__(self, name, value)
+
+
+_NAMES = {cls.config_class: name for name, cls in OPTIMIZER_CLASSES.items()}
+# the search fields of the flat CaptionConfig before the config tree, and their defaults
+_FLAT_DEFAULTS = dict(lm_weight=0.25, use_gradient=True, complete_only=True, search="beam")
+_SEARCH_FIELDS = frozenset(f.name for c in CONFIGS for f in fields(c))
+
+
+def _optimizer_class(name: str):
+    if name not in OPTIMIZER_CLASSES:
+        raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
+    return OPTIMIZER_CLASSES[name]
+
+
+_dataclass_init = CaptionConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, **kwargs):
+    """The dataclass's ``__init__``, also taking the search's fields the old flat way (deprecated; see
+    :meth:`CaptionConfig.override`). ``dataclasses.replace`` goes through here as well."""
+    old = {k: kwargs.pop(k) for k in list(kwargs) if k in _SEARCH_FIELDS or k == "optimizer"}
+    if not old:
+        return _dataclass_init(self, *args, **kwargs)
+    # the flat config had every field for every optimizer, and the mapping ignored those the optimizer lacked
+    # (AutoDAN's for GCG, the search for PEZ): at their old defaults they are dropped, otherwise override refuses them
+    name = old.get("optimizer") or _NAMES.get(type(kwargs.get("optim")), "autodan")
+    if name in OPTIMIZER_CLASSES:
+        cls = OPTIMIZER_CLASSES[name]
+        lacks = (_SEARCH_FIELDS - {f.name for f in fields(cls.config_class)}) | (set() if cls.supports_beam else {"search"})
+        old = {k: v for k, v in old.items() if not (k in lacks and k in _FLAT_DEFAULTS and v == _FLAT_DEFAULTS[k])}
+    shown = ", ".join(f"{k}={v!r}" for k, v in old.items())
+    warnings.warn(f"CaptionConfig({shown}) is deprecated: the search's options live in its optimizer's config, "
+                  f"CaptionConfig(optim=AutoDANConfig(...)) (or GCGConfig, ...); config.override({shown}) "
+                  "applies them to an existing config", DeprecationWarning, stacklevel=2)
+    _dataclass_init(self, *args, **kwargs)
+    new = self.override(**old)
+    object.__setattr__(self, "optim", new.optim)
+
+
+CaptionConfig.__init__ = _init
 
 
 DEFAULT_CONFIG = CaptionConfig()
 """What ``fuse caption`` uses (8 tokens × 128 candidates per step, ``lm_weight=0.25``: measured in docs/captioning.md)."""
 
-PUBLISHED_CONFIG = CaptionConfig(n_tokens=16, batch_size=64, lm_weight=1.0)
+PUBLISHED_CONFIG = CaptionConfig(optim=AutoDANConfig(prefix="An image of", n_tokens=16, batch_size=64, budget=16 * 64,
+                                                     search="beam", beam_width=4, lm_weight=1.0, seed=0))
 """The published FUSE code's search (16 tokens, 64 candidates per step, LM log-probability at weight 1): the COCO protocol."""
 
 
@@ -224,16 +335,9 @@ class Captioner:
         return chain
 
     def optimizer(self, chain, config: CaptionConfig | None = None):
-        from fuse.optim import make_optimizer
-
+        """The optimizer of ``config.optim`` (default: this captioner's config) on ``chain``."""
         c = config or self.config
-        kwargs = dict(n_tokens=c.n_tokens, prefix=c.prefix, budget=c.evaluations, batch_size=c.batch_size, seed=c.seed)
-        if c.optimizer == "autodan":
-            kwargs.update(search=c.search, beam_width=c.beam_width, lm_weight=c.lm_weight, use_gradient=c.use_gradient,
-                          complete_only=c.complete_only)
-        elif c.optimizer in ("gcg", "random"):
-            kwargs.update(search=c.search, beam_width=c.beam_width)
-        return make_optimizer(c.optimizer, chain, **kwargs)
+        return CONFIGS[type(c.optim)](chain, c.optim)
 
     def caption_features(self, image_features: torch.Tensor, name: str = "image", *, with_image: bool = True,
                          config: CaptionConfig | None = None) -> Caption:
@@ -298,7 +402,8 @@ def caption(images, lm=None, scorer=None, *, steer=None, config: CaptionConfig |
         scorer: ``"bundled"`` (default: the label bridge, best on photos), ``"bundled:lit"`` (clip art),
             ``"bundled:sum"``, a CLIP hub id or folder, a ``CLIPBackbone``, or an :class:`~fuse.captioning.scorers.ImageTextScorer`.
         steer: optional steering (``"positive"``, ``"negative"``, ``(classifier, label)`` or an Objective).
-        config: a :class:`CaptionConfig`; keyword ``options`` override its fields.
+        config: a :class:`CaptionConfig`; keyword ``options`` override its fields or its search's
+            (:meth:`CaptionConfig.override`: ``n_tokens=8``, ``use_gradient=False``, ``optimizer="random"``).
         on_error: ``"report"`` (default): an unreadable image gets a :class:`Caption` with
             ``error`` set and the batch goes on; ``"raise"``: stop with the error.
         progress: show a progress bar over images.
@@ -306,5 +411,5 @@ def caption(images, lm=None, scorer=None, *, steer=None, config: CaptionConfig |
     Returns:
         one :class:`Caption` per image, in order.
     """
-    config = replace(config or CaptionConfig(), **options) if options else (config or CaptionConfig())
+    config = (config or CaptionConfig()).override(**options) if options else (config or CaptionConfig())
     return Captioner(lm, scorer, config, steer=steer, adapters=adapters)(images, on_error=on_error, progress=progress)

@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     from fuse.parallel.collectives import RankFailed
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # the sub-commands build and validate their configs while parsing (fuse.cli.options)
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, a usage error (printed by argparse): the exit status, returned
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     if runtime.launched() and args.command not in DATA_PARALLEL and runtime.launch_rank() != 0:
         return 0  # a command without a data-parallel form: rank 0 runs it as one process

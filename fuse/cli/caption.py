@@ -1,4 +1,9 @@
-"""``fuse caption IMG...``: zero-shot captions (and steered captions) for image files."""
+"""``fuse caption IMG...``: zero-shot captions (and steered captions) for image files.
+
+The search's flags are those of ``fuse optimize`` (every field of the ``--optimizer``'s config) with the captioning
+search's defaults (:data:`fuse.captioning.DEFAULT_CONFIG`); the captioning-only flags come from
+:class:`~fuse.captioning.CaptionConfig`. The config is built and validated while the command line is parsed.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,26 @@ import csv
 import json
 import sys
 
+from fuse.cli.optimize import CONFIG_CLASSES, OPTIMIZER_FLAGS, PARALLEL_FLAGS
+from fuse.cli.options import ConfigFlags, Flag, after_parse
 from fuse.optim import OPTIMIZERS
-from fuse.parallel.config import DEFAULT_PARALLEL, SHARDS
+from fuse.parallel.config import ParallelConfig
+
+SEARCH_FLAGS = {
+    **OPTIMIZER_FLAGS,
+    "n_tokens": Flag(help="tokens grown after the prefix"),
+    "prefix": Flag(help="fixed text the caption starts with"),
+    "batch_size": Flag(help="candidates evaluated exactly per step"),
+    "budget": Flag(default=None, default_help="n-tokens × batch-size", help="exact evaluations per image"),
+    "use_gradient": Flag(("--no-gradient",), invert=True, help="rank candidates by LM logits only (the control)"),
+    "progress": Flag(skip=True),  # the search of one image runs without a bar; --no-progress is the images' bar
+}
+CAPTION_FLAGS = {
+    "optim": Flag(skip=True),  # the search: the flags above
+    "alpha": Flag(metavar=("LM", "IMAGE"), help="weights of LM NLL and 1 − cos"),
+    "num_threads": Flag(none=0, help="torch CPU threads while captioning (same captions on any machine with the same "
+                                     "count); 0: keep torch's setting"),
+}
 
 
 def _image_suffixes() -> set[str]:
@@ -18,48 +41,56 @@ def _image_suffixes() -> set[str]:
 
 
 def register(sub) -> None:
+    from fuse.captioning import DEFAULT_CONFIG, CaptionConfig
+
+    search = ConfigFlags(CONFIG_CLASSES.values(), base=DEFAULT_CONFIG.optim, flags=SEARCH_FLAGS,
+                         labels={c: n for n, c in CONFIG_CLASSES.items()})
+    caption = ConfigFlags([CaptionConfig], base=DEFAULT_CONFIG, flags=CAPTION_FLAGS)
+    shard = ConfigFlags([ParallelConfig], flags={**PARALLEL_FLAGS, "shard": Flag(
+        choices=PARALLEL_FLAGS["shard"].choices, help="how images are dealt to torchrun ranks")}, only=("shard",))
     p = sub.add_parser("caption", help="caption images zero-shot: an LM writes, an image–text model judges")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, ...) or folders (their images, sorted)")
     p.add_argument("--lm", default="bundled:smollm2-135m", help="the writing causal LM")
     p.add_argument("--scorer", default="bundled",
                    help="image–text judge: bundled (the label bridge, best on photos), bundled:lit (clip art), bundled:sum, or a CLIP id/folder")
-    p.add_argument("--prefix", default="An image of")
-    p.add_argument("--n-tokens", type=int, default=None, help="tokens grown after the prefix (default: the tuned value)")
-    p.add_argument("--alpha", type=float, nargs=2, default=None, metavar=("LM", "IMAGE"), help="weights of LM NLL and 1 − cos")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="autodan")
-    p.add_argument("--no-gradient", action="store_true", help="rank candidates by LM logits only (the control)")
-    p.add_argument("--beam-width", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=None, help="candidates evaluated per step")
-    p.add_argument("--budget", type=int, default=None, help="exact evaluations per image")
     p.add_argument("--steer", default=None, help="steer sentiment: positive or negative (zero-shot MiniLM classifier)")
-    p.add_argument("--steer-weight", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    caption.add_to(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of {image, caption, ...}")
     p.add_argument("--csv", metavar="FILE", default=None, help="also write the captions to a CSV file")
     p.add_argument("--output", metavar="FILE", default=None,
                    help="FILE.jsonl: append each finished image's record (a rerun skips finished images); "
                         "any other name: also write the JSON list to it at the end")
-    p.add_argument("--shard", choices=SHARDS, default=DEFAULT_PARALLEL.shard, help="how images are dealt to torchrun ranks")
-    p.add_argument("--no-progress", action="store_true")
+    shard.add_to(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("search", "the fields of the --optimizer's config (fuse/optim/config.py), with the "
+                                       "captioning search's defaults; [gcg] and the like: only those optimizers have the option")
+    g.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=DEFAULT_CONFIG.optimizer,
+                   help=f"(default: {DEFAULT_CONFIG.optimizer})")
+    search.add_to(g)
     p.set_defaults(func=run)
+
+    def finish(parser, args) -> None:
+        """``args.config``: the CaptionConfig of the flags (the search's budget defaults to n-tokens × batch-size)."""
+        given = search.given(args)
+        base = DEFAULT_CONFIG.override(optimizer=args.optimizer).optim  # the shared fields kept; PEZ: greedy
+        if given.get("budget") is None:
+            given["budget"] = given.get("n_tokens", base.n_tokens) * given.get("batch_size", base.batch_size)
+        optim = search.build(CONFIG_CLASSES[args.optimizer], given, parser, base=base)
+        args.config = caption.build(CaptionConfig, caption.given(args), parser, base=DEFAULT_CONFIG, optim=optim)
+        args.shard = shard.build(ParallelConfig, shard.given(args), parser).shard
+
+    after_parse(p, finish)
 
 
 def run(args) -> int:
-    from dataclasses import asdict, replace
-
-    from fuse.captioning import DEFAULT_CONFIG, Captioner
+    from fuse.captioning import Captioner
     from fuse.parallel import JobLog, job_id, run_job
     from fuse.parallel.files import expand_folders
 
-    cfg = replace(DEFAULT_CONFIG, prefix=args.prefix, optimizer=args.optimizer, use_gradient=not args.no_gradient,
-                  beam_width=args.beam_width, seed=args.seed, budget=args.budget,
-                  **{k: v for k, v in dict(n_tokens=args.n_tokens, batch_size=args.batch_size, steer_weight=args.steer_weight,
-                                           alpha=tuple(args.alpha) if args.alpha else None).items() if v is not None})
-    if args.optimizer == "pez":
-        cfg = replace(cfg, search="greedy")
+    cfg = args.config  # built and validated from the flags while parsing (register's finish)
     images = expand_folders(args.images, _image_suffixes())
     jsonl = bool(args.output) and args.output.endswith(".jsonl")
-    job = dict(lm=args.lm, scorer=args.scorer, steer=args.steer, config=asdict(cfg))
+    job = dict(lm=args.lm, scorer=args.scorer, steer=args.steer, config=cfg.to_dict())
     log = JobLog(args.output, job=job_id(job)) if jsonl else None
     captioner = Captioner(args.lm, args.scorer, cfg, steer=args.steer)  # every image captioned alone: same on any N ranks
     rows = run_job([(im, im) for im in images], lambda im: captioner([im])[0].to_dict(), log=log, how=args.shard,

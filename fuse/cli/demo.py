@@ -64,10 +64,12 @@ def caption_photos(smol, args) -> None:
 
     from fuse.captioning import DEFAULT_CONFIG, caption
 
-    cfg = replace(DEFAULT_CONFIG, n_tokens=args.caption_tokens, seed=args.seed)  # the default search of `fuse caption`
+    search = DEFAULT_CONFIG.optim  # the default search of `fuse caption`, at --caption-tokens × its candidates per step
+    search = replace(search, n_tokens=args.caption_tokens, budget=args.caption_tokens * search.batch_size, seed=args.seed)
+    cfg = replace(DEFAULT_CONFIG, optim=search)
     images = [getattr(skimage.data, name)() for name in PHOTOS]
     print(f"\nZero-shot captions (SmolLM2 writes; bundled scorer: EfficientNet-Lite0's ImageNet classes in MiniLM's "
-          f"text space; {cfg.n_tokens} tokens, AutoDAN + beam {cfg.beam_width}, {cfg.batch_size} candidates per step, "
-          f"seed {cfg.seed}):")
+          f"text space; {search.n_tokens} tokens, AutoDAN + beam {search.beam_width}, {search.batch_size} candidates per "
+          f"step, seed {search.seed}):")
     for name, c in zip(PHOTOS, caption(images, lm=smol, config=cfg, progress=True)):
         print(f"  skimage.data.{name:<10} {c.caption!r}  (image cos {c.image_score:.3f})")

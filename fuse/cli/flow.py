@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fuse.cli.options import ConfigFlags, Flag, after_parse, on_first_parse
+
 
 def register(sub) -> None:
     p = sub.add_parser("flow", help="CaLMFlow flow models: train and sample")
@@ -13,13 +15,7 @@ def register(sub) -> None:
     t = fsub.add_parser("train", help="train a CaLMFlow on a toy task")
     t.add_argument("--data", default="8gaussians-moons",
                    help="task: SRC-TGT (8gaussians, moons, circles, checkerboard, normal), gaussians-<d>d, or text-2d")
-    t.add_argument("--steps", type=int, default=1500)
-    t.add_argument("--batch-size", type=int, default=16, help="contexts per step")
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="checkpoint folder")
-    t.add_argument("--checkpoint-every", type=int, default=250)
-    t.add_argument("--max-seconds", type=float, default=None, help="stop after this much training time")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     t.add_argument("--head", choices=["gaussian", "vae"], default=None)
     t.add_argument("--path-noise", type=float, default=None)
@@ -27,6 +23,7 @@ def register(sub) -> None:
     t.add_argument("--layers", type=int, default=None)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=run_train)
+    on_first_parse(t, _train_options)  # fuse.flow imports transformers: only when `fuse flow train` is parsed
 
     s = fsub.add_parser("sample", help="sample a trained CaLMFlow to an (n, dim) .npy file")
     s.add_argument("checkpoint")
@@ -41,13 +38,23 @@ def register(sub) -> None:
     s.set_defaults(func=run_sample)
 
 
+def _train_options(t) -> None:
+    """TrainConfig's fields as flags (--steps, --batch-size, --lr, --seed, --checkpoint-every, ...); ``args.config``."""
+    from fuse.flow.train import TrainConfig
+
+    options = ConfigFlags([TrainConfig], flags={  # the command checkpoints every 250 steps (the dataclass: at the end)
+        "checkpoint_every": Flag(default=250, help="write a checkpoint every this many steps (0: only at the end)"),
+        "seed": Flag(help="seeds the model's initialization, the batches and the noise")})
+    options.add_to(t, "training", "fuse.flow.train.TrainConfig")
+    after_parse(t, lambda parser, args: setattr(args, "config", options.build(TrainConfig, options.given(args), parser)))
+
+
 def run_train(args) -> int:
     from fuse.flow import CaLMFlow, Task
-    from fuse.flow.train import TrainConfig, model_for_task, train
+    from fuse.flow.train import model_for_task, train
 
     task = Task.parse(args.data)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, max_seconds=args.max_seconds)
+    cfg = args.config  # built and validated from the flags while parsing
     if args.resume:
         model = CaLMFlow.from_pretrained(args.out)
     else:

@@ -8,10 +8,17 @@ logger = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
+    from fuse.cli.options import ConfigFlags, Flag, after_parse
     from fuse.forecast.pipeline import ForecastConfig
     from fuse.forecast.registry import DEFAULT_MODEL
 
-    d = ForecastConfig()
+    options = ConfigFlags([ForecastConfig], flags={
+        "model": Flag(help=f"forecaster name (default {DEFAULT_MODEL}, the best measured; --list shows all)"),
+        "horizon": Flag(help="number of future steps"),
+        "freq": Flag(help="pandas frequency of the dates, e.g. MS, QS, D, h (default: inferred); missing steps are "
+                          "interpolated"),
+        "season_length": Flag(help="seasonal period (default: from the dates' frequency, else inferred from the data)"),
+    })
     p = sub.add_parser("forecast", help="forecast a series read from a CSV file (quantiles to CSV, optional plot)",
                        description="Reads the 'value' column (else the last numeric column) of a CSV file and, when a "
                                    "column holds dates, their frequency; the season length follows from it (12 monthly, "
@@ -19,26 +26,19 @@ def register(sub) -> None:
                                    "Writes one row per future step: the date (when the input had dates), step, median, "
                                    "q0.1 ... q0.9.")
     p.add_argument("csv", nargs="?", help="input CSV file")
-    p.add_argument("--model", default=d.model,
-                   help=f"forecaster name (default {DEFAULT_MODEL}, the best measured; --list shows all)")
-    p.add_argument("--horizon", type=int, default=d.horizon, help="number of future steps")
+    options.add_to(p)  # ForecastConfig's fields: --model, --horizon, --season-length, --freq, --samples, --seed
     p.add_argument("--out", help="output CSV (default: print to stdout)")
     p.add_argument("--plot", help="write a PNG of history, median forecast and 10-90%% interval")
     p.add_argument("--column", help="column to read (default: 'value', else the last numeric column)")
     p.add_argument("--date-column", help="column of timestamps (default: the first column that parses as dates)")
-    p.add_argument("--freq", default=d.freq,
-                   help="pandas frequency of the dates, e.g. MS, QS, D, h (default: inferred); missing steps are interpolated")
-    p.add_argument("--season-length", type=int, default=d.season_length,
-                   help="seasonal period (default: from the dates' frequency, else inferred from the data)")
-    p.add_argument("--samples", type=int, default=d.samples, help="sample paths for sampling models")
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--description", help="text describing the series (used by the LM and CaLMFlow forecasters)")
     p.add_argument("--list", action="store_true", help="list the forecaster names and exit")
     p.set_defaults(func=run)
+    after_parse(p, lambda parser, args: setattr(args, "config", options.build(ForecastConfig, options.given(args), parser)))
 
 
 def run(args) -> int:
-    from fuse.forecast.pipeline import ForecastConfig, forecast_csv
+    from fuse.forecast.pipeline import forecast_csv
     from fuse.forecast.registry import DEFAULT_MODEL, DEFAULT_REASON, available
 
     if args.list:
@@ -51,8 +51,7 @@ def run(args) -> int:
         raise ValueError("give a CSV file (fuse forecast data.csv --horizon H), or --list")
     if args.horizon is None:
         raise ValueError("--horizon must be a positive integer (the number of future steps)")
-    cfg = ForecastConfig(model=args.model, horizon=args.horizon, season_length=args.season_length, freq=args.freq,
-                         samples=args.samples, seed=args.seed)
+    cfg = args.config  # built and validated from the flags while parsing
     res = forecast_csv(args.csv, cfg, column=args.column, date_column=args.date_column,
                        description=args.description, progress=True)
     s = res.series

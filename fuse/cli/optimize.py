@@ -1,21 +1,50 @@
 """``fuse optimize``: optimize a prompt in one model's tokens against a weighted objective over several models.
 
-Every default comes from the optimizer's config dataclass (:mod:`fuse.optim.config`), so the command and
-``fuse.optimize(chain, config)`` agree.
+The optimizer's flags are generated from the config dataclasses (:mod:`fuse.optim.config`, through
+:mod:`fuse.cli.options`): every field of every optimizer's config is a flag, with that dataclass's default, so the
+command and ``fuse.optimize(chain, config)`` agree; the config is built and validated while the command line is parsed.
 """
 
 from __future__ import annotations
 
 import json
 
+from fuse.cli.options import ConfigFlags, Flag, after_parse
 from fuse.optim import OPTIMIZERS
-from fuse.optim.config import AutoDANConfig, GCGConfig, OptimizerConfig, PEZConfig, RandomSearchConfig
-from fuse.parallel.config import DEFAULT_PARALLEL, SHARDS
+from fuse.optim.config import ACCEPT, SEARCHES
+from fuse.parallel.config import SHARDS, ParallelConfig
 
 # options that do not change a target's result (left out of the job id that guards resuming)
-_NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard")
+_NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard", "config", "parallel")
 
-BASE, GCG_D, AUTODAN_D, PEZ_D = OptimizerConfig(), GCGConfig(), AutoDANConfig(), PEZConfig()
+#: the irregular optimizer flags, shared with ``fuse caption``; every other field's flag is plain ``--field-name``
+OPTIMIZER_FLAGS = {
+    "search": Flag(choices=SEARCHES),
+    "accept": Flag(choices=ACCEPT),
+    "complete_only": Flag(("--any-length",), invert=True,
+                          help="return the best prompt of any length up to --n-tokens (default: exactly --n-tokens)"),
+    "use_gradient": Flag(("--no-gradient",), invert=True,
+                         help="rank candidates by the primary LM's logits only, not the chain's gradient (the control)"),
+    "progress": Flag(("--no-progress",), invert=True, default=True, help="no progress bars"),
+    "init_text": Flag(help="initial optimized tokens as text (e.g. 'x x x x'; default: random allowed tokens)"),
+    "combine": Flag(default_help="batch-size // 8"),
+    "probe": Flag(skip=True),  # a draft chain: built from --probe-draft MODEL
+    "lr": Flag(help="AdamW's learning rate (published: 0.1)"),
+    "weight_decay": Flag(help="AdamW's weight decay (published: 0.1)"),
+}
+CONFIG_CLASSES = {name: cls.config_class for name, cls in OPTIMIZERS.items()}
+OPTIMIZER_OPTIONS = ConfigFlags(CONFIG_CLASSES.values(), flags=OPTIMIZER_FLAGS,
+                                labels={c: n for n, c in CONFIG_CLASSES.items()})
+PARALLEL_FLAGS = {
+    "micro_batch": Flag(none=0, help="candidates per forward and unit of the split across torchrun ranks: the result "
+                                     "is the same for any number of processes; 0: one piece per rank at --batch-size "
+                                     "(docs/scale-out.md)"),
+    "shard": Flag(choices=SHARDS, help="how --targets are dealt to ranks"),
+}
+PARALLEL_OPTIONS = ConfigFlags([ParallelConfig], flags=PARALLEL_FLAGS)
+# flags that came with the generated options: a job id counts them only when changed, so a job begun before resumes
+_NEWER = ("eval_batch_size", "patience", "target_loss", "ascii_only", "cache", "lm_weight", "no_gradient", "lr",
+          "weight_decay")
 
 
 def _secondary(spec: str) -> tuple[str, float]:
@@ -41,41 +70,39 @@ def register(sub) -> None:
     p.add_argument("--mellowmax", action="store_true", help="continuation loss: mellowmax of the target logits (nanoGCG's option)")
     p.add_argument("--device", default=None, help="device of every model: cpu, cuda, cuda:1, mps (default cpu)")
     p.add_argument("--dtype", default=None, help="weights' dtype: float32 (default), bfloat16, float16")
-    p.add_argument("--prefix", default=BASE.prefix, help="fixed text before the optimized tokens")
-    p.add_argument("--n-tokens", type=int, default=BASE.n_tokens)
-    p.add_argument("--init-text", default=BASE.init_text, help="initial optimized tokens as text (e.g. 'x x x x')")
-    p.add_argument("--budget", type=int, default=BASE.budget, help="exact objective evaluations")
-    p.add_argument("--batch-size", type=int, default=BASE.batch_size, help="candidates per step")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="gcg")
-    p.add_argument("--search", choices=["greedy", "beam"], default=BASE.search)
-    p.add_argument("--beam-width", type=int, default=BASE.beam_width)
-    p.add_argument("--top-k", type=int, default=GCG_D.top_k, help="GCG: candidate tokens per position")
-    p.add_argument("--n-replace", type=int, default=GCG_D.n_replace, help="GCG / random: positions swapped per candidate")
-    p.add_argument("--buffer-size", type=int, default=GCG_D.buffer_size, help="GCG: attack buffer size (nanoGCG's)")
-    p.add_argument("--accept", choices=["improve", "always"], default=GCG_D.accept,
-                   help="GCG / random: move only to better candidates, or always to the step's best (nanoGCG)")
-    p.add_argument("--combine", type=int, default=GCG_D.combine,
-                   help="GCG: evaluations per step spent on combining the step's best swaps (I-GCG; default "
-                        "batch-size // 8; 0: plain GCG)")
-    p.add_argument("--early-stop", action="store_true", help="stop once the primary produces --target-continuation exactly")
-    p.add_argument("--probe-draft", default=None, metavar="MODEL",
-                   help="GCG: probe sampling with this small draft model (any tokenizer) pre-screening candidates")
-    p.add_argument("--any-length", action="store_true",
-                   help="AutoDAN: return the best prompt of any length up to --n-tokens (default: exactly --n-tokens)")
-    p.add_argument("--seed", type=int, default=BASE.seed)
     p.add_argument("--json", action="store_true", help="print one JSON object (one per line, in input order, with --targets)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--micro-batch", type=int, default=DEFAULT_PARALLEL.micro_batch,
-                   help="candidates per forward and unit of the split across torchrun ranks: the result is the same "
-                        "for any number of processes; 0: one piece per rank at --batch-size (docs/scale-out.md)")
-    p.add_argument("--shard", choices=SHARDS, default=DEFAULT_PARALLEL.shard, help="how --targets are dealt to ranks")
     p.add_argument("--targets", metavar="FILE", default=None,
                    help="optimize one prompt per target: a text file (one target text per line) or JSONL "
                         "({\"target_text\": ..., \"id\": ..., and any of prefix, seed, n_tokens, budget}); "
                         "sharded across torchrun ranks")
     p.add_argument("--output", metavar="FILE.jsonl", default=None,
                    help="with --targets: append each finished target's record here; a rerun skips finished ones")
+    g = p.add_argument_group("optimizer", "the fields of the --optimizer's config (fuse/optim/config.py); [gcg] and "
+                                          "the like: only those optimizers have the option")
+    g.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="gcg", help="(default: gcg)")
+    OPTIMIZER_OPTIONS.add_to(g)
+    g.add_argument("--probe-draft", default=None, metavar="MODEL",
+                   help="[gcg] probe sampling with this small draft model (any tokenizer) pre-screening candidates")
+    PARALLEL_OPTIONS.add_to(p, "scale-out", "fuse.parallel.ParallelConfig (docs/scale-out.md)")
     p.set_defaults(func=run)
+    after_parse(p, finish)
+
+
+def finish(parser, args) -> None:
+    """Build and validate the configs while parsing: ``args.config`` (the optimizer's) and ``args.parallel``."""
+    given = OPTIMIZER_OPTIONS.given(args)
+    args.config = OPTIMIZER_OPTIONS.build(CONFIG_CLASSES[args.optimizer], given, parser)
+    args.parallel = PARALLEL_OPTIONS.build(ParallelConfig, PARALLEL_OPTIONS.given(args), parser)
+
+
+def job_options(args) -> dict:
+    """What names a job (its id guards resuming): every result-changing option as given on the command line."""
+    out = {k: v for k, v in vars(args).items() if k not in _NOT_RESULT}
+    for dest in _NEWER:
+        spec = next(s for s in OPTIMIZER_OPTIONS.specs.values() if s.dest == dest)
+        if out.get(dest) == spec.cli_default:
+            out.pop(dest, None)
+    return out
 
 
 def build_terms(args, load):
@@ -105,27 +132,13 @@ def build_terms(args, load):
     return primary, terms
 
 
-def make_config(args):
-    common = dict(n_tokens=args.n_tokens, prefix=args.prefix, budget=args.budget, batch_size=args.batch_size,
-                  search=args.search, beam_width=args.beam_width, seed=args.seed, progress=not args.no_progress,
-                  init_text=args.init_text, early_stop=args.early_stop)
-    if args.optimizer == "gcg":
-        return GCGConfig(**common, top_k=args.top_k, n_replace=args.n_replace, buffer_size=args.buffer_size,
-                         accept=args.accept, combine=args.combine)
-    if args.optimizer == "random":
-        return RandomSearchConfig(**common, n_replace=args.n_replace)
-    if args.optimizer == "autodan":
-        return AutoDANConfig(**common, complete_only=not args.any_length)
-    return PEZConfig(**common)
-
-
 def run(args) -> int:
     from dataclasses import replace
 
     from fuse.models.loading import load
     from fuse.optim import ProbeConfig, optimize
     from fuse.optim.chain import Chain
-    from fuse.parallel import DataParallelChain, JobLog, ParallelConfig, is_main, job_id, run_job, world_size
+    from fuse.parallel import DataParallelChain, JobLog, is_main, job_id, run_job, world_size
     from fuse.parallel.targets import read_targets
 
     if args.target_text is not None and not args.target_text.strip():
@@ -136,11 +149,10 @@ def run(args) -> int:
         raise ValueError("--output FILE.jsonl goes with --targets FILE (one record per target)")
     if args.probe_draft and args.optimizer != "gcg":
         raise ValueError("--probe-draft works with --optimizer gcg")
-    args.micro_batch = args.micro_batch or None
-    ParallelConfig(micro_batch=args.micro_batch, shard=args.shard)  # validates
-    base = make_config(args)  # validates the optimizer's options before any model is loaded
+    args.micro_batch = args.parallel.micro_batch
+    base = args.config  # built and validated from the flags while parsing (finish), before any model is loaded
     targets = read_targets(args.targets) if args.targets is not None else None
-    log = JobLog(args.output, job=job_id({k: v for k, v in vars(args).items() if k not in _NOT_RESULT})) if args.output else None
+    log = JobLog(args.output, job=job_id(job_options(args))) if args.output else None
     primary, terms = build_terms(args, load)
     draft = None
     if args.probe_draft:
@@ -166,7 +178,7 @@ def run(args) -> int:
 
     if targets is not None:  # a dataset job: targets dealt to ranks, each optimized by one rank alone
         rows = run_job(targets, lambda item: {"target_text": item["target_text"], **run_one(
-            local=True, progress=False, **item)}, log=log, how=args.shard, progress=not args.no_progress, desc="targets")
+            local=True, progress=False, **item)}, log=log, how=args.parallel.shard, progress=not args.no_progress, desc="targets")
         if rows is None:  # not rank 0
             return 0
         for r in rows:

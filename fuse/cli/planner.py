@@ -8,7 +8,35 @@ import logging
 logger = logging.getLogger(__name__)
 
 
+def _train_flags():
+    from fuse.cli.options import ConfigFlags, Flag
+    from fuse.planner.train import TrainConfig
+
+    return ConfigFlags([TrainConfig], flags={
+        # the command trains with the restricted softmax and shows its bars (the dataclass: full softmax, no bars)
+        "restrict_vocab": Flag(("--full-softmax",), invert=True, default=True,
+                               help="train with the full-vocabulary softmax (slower)"),
+        "seed": Flag(help="seeds the corpus split, the k-means actions, the batches and the Gumbel noise"),
+        "mix": Flag(skip=True), "progress": Flag(skip=True)})
+
+
+TRAIN_OPTIONS = _train_flags()
+
+
+def _train_config(parser, args) -> None:
+    """``args.config``: the TrainConfig of the flags, its mix from --mix-start/--mix-steps."""
+    from fuse.planner import MixSchedule, TrainConfig
+
+    try:
+        mix = MixSchedule(args.mix_start, 0.0, args.mix_steps)
+    except ValueError as e:
+        parser.error(f"argument --mix-start/--mix-steps: {e}")
+    args.config = TRAIN_OPTIONS.build(TrainConfig, TRAIN_OPTIONS.given(args), parser, mix=mix, progress=True)
+
+
 def register(sub) -> None:
+    from fuse.cli.options import after_parse
+
     p = sub.add_parser("planner", help="planner-conditioned language models (sentence actions steer an LM)")
     ps = p.add_subparsers(dest="planner_command", required=True)
 
@@ -22,9 +50,6 @@ def register(sub) -> None:
     t.add_argument("--k", type=int, default=64, help="number of actions (k-means clusters)")
     t.add_argument("--layers", type=int, default=4, help="condition this many top decoder blocks")
     t.add_argument("--tau", type=float, default=1.0)
-    t.add_argument("--steps", type=int, default=200)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-tokens", type=int, default=128)
     t.add_argument("--max-documents", type=int, default=None)
     t.add_argument("--max-windows", type=int, default=None)
@@ -32,9 +57,9 @@ def register(sub) -> None:
     t.add_argument("--mix-start", type=float, default=0.0, help="oracle share at step 0 (predicted modes)")
     t.add_argument("--mix-steps", type=int, default=0, help="steps over which the oracle share falls to 0")
     t.add_argument("--lora-rank", type=int, default=0, help="> 0: LoRA on the conditioned blocks (needs peft)")
-    t.add_argument("--full-softmax", action="store_true", help="train with the full-vocabulary softmax (slower)")
-    t.add_argument("--seed", type=int, default=0)
+    TRAIN_OPTIONS.add_to(t, "training", "fuse.planner.TrainConfig (--mix-start/--mix-steps make its mix)")
     t.set_defaults(func=run_train)
+    after_parse(t, _train_config)
 
     g = ps.add_parser("generate", help="continue a prompt with a trained planner-conditioned LM")
     g.add_argument("--model-dir", required=True, help="folder written by `fuse planner train`")
@@ -51,8 +76,8 @@ def run_train(args) -> int:
     import torch
 
     from fuse.models.loading import load
-    from fuse.planner import (ActionCodebook, MixSchedule, PlannerLM, TrainConfig, build_data, embed_documents,
-                              load_corpus, split_documents, train)
+    from fuse.planner import (ActionCodebook, PlannerLM, build_data, embed_documents, load_corpus, split_documents,
+                              train)
 
     docs = load_corpus(args.corpus, pattern=args.pattern, max_documents=args.max_documents, seed=args.seed)
     if len(docs) >= 2:
@@ -78,8 +103,7 @@ def run_train(args) -> int:
             train_data.cache_hidden(model.conditioned, batch_size=args.batch_size, progress=True)
             if val_data is not None:
                 val_data.cache_hidden(model.conditioned, batch_size=args.batch_size, progress=True)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=True,
-                      mix=MixSchedule(args.mix_start, 0.0, args.mix_steps), restrict_vocab=not args.full_softmax)
+    cfg = args.config  # built and validated from the flags while parsing
     res = train(model, train_data, cfg, val_data=val_data, checkpoint_dir=args.out)
     out = {"out": args.out, "mode": args.mode, "steps": res.steps, "train_seconds": round(res.seconds, 1),
            "final_train_nll": res.nll_history[-1]}

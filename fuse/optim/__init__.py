@@ -1,8 +1,9 @@
 """Prompt optimization over a :class:`~fuse.optim.chain.Chain`: GCG, AutoDAN-style growth, PEZ, random search.
 
 One entry point, ``fuse.optimize(chain, config)``, runs the optimizer that ``config``'s class names
-(:class:`GCGConfig`, :class:`AutoDANConfig`, :class:`PEZConfig`, :class:`RandomSearchConfig`); the classes
-themselves also take keyword arguments (``GCG(chain, n_tokens=20, budget=640).run()``).
+(:class:`GCGConfig`, :class:`AutoDANConfig`, :class:`PEZConfig`, :class:`RandomSearchConfig`): that is the
+documented call style (``fuse.optimize(chain, GCGConfig(n_tokens=20, budget=640))``). The optimizer classes still
+accept a config or its fields as keywords, for existing code.
 """
 
 import dataclasses

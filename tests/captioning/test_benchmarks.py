@@ -121,7 +121,7 @@ def test_coco_protocol_on_a_tiny_clip_resumes_and_scores(tmp_path, models, monke
     saved = json.loads((tmp_path / "captioning_coco.json").read_text())
     assert saved["figures"]["fuse"]["CIDEr"] == pytest.approx(figs["fuse"]["CIDEr"])
     # the COCO protocol keeps the published search's LM weight, whatever fuse caption's default is
-    assert saved["config"]["caption"]["lm_weight"] == PUBLISHED_CONFIG.lm_weight == 1.0
+    assert saved["config"]["caption"]["optim"]["lm_weight"] == PUBLISHED_CONFIG.optim.lm_weight == 1.0
     assert "| FUSE: AutoDAN" in (tmp_path / "captioning_coco.md").read_text()
     # a rerun resumes: nothing is captioned again, the same figures come back
     before = out.read_text()

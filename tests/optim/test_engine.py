@@ -429,17 +429,18 @@ def test_cli_defaults_are_the_config_defaults():
     import argparse
 
     from fuse.cli import optimize as cli
+    from fuse.optim import PEZConfig, RandomSearchConfig
 
     p = argparse.ArgumentParser()
     cli.register(p.add_subparsers())
-    args = p.parse_args(["optimize", "--primary", "x"])
-    cfg = cli.make_config(args)
+    cfg = p.parse_args(["optimize", "--primary", "x"]).config  # built from the generated flags while parsing
     default = GCGConfig()
     for f in dataclasses.fields(GCGConfig):
         if f.name != "progress":
             assert getattr(cfg, f.name) == getattr(default, f.name), f.name
-    autodan = cli.make_config(p.parse_args(["optimize", "--primary", "x", "--optimizer", "autodan"]))
-    assert autodan.complete_only == AutoDANConfig().complete_only
+    for name, opt in (("autodan", AutoDANConfig()), ("pez", PEZConfig()), ("random", RandomSearchConfig())):
+        got = p.parse_args(["optimize", "--primary", "x", "--optimizer", name]).config
+        assert dataclasses.replace(got, progress=False) == opt, name
 
 
 def test_pez_stops_when_every_projection_is_a_cache_hit(task):
