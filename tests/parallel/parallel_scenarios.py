@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fuse.captioning import CaptionConfig, Captioner
+from fuse.captioning import DEFAULT_CONFIG, Captioner
 from fuse.captioning.scorers.image_text import ImageTextScorer
 from fuse.captioning.scorers.lit import LiTConfig, LiTHeads
 from fuse.captioning.vision.preprocess import Preprocess
@@ -24,7 +24,7 @@ from tiny import WORDS, TinyNet, bpe_tokenizer, tiny_causal_lm, tiny_encoder, wo
 RUNS = [("gcg", "greedy", 3), ("gcg", "beam", 3), ("random", "beam", 3), ("autodan", "beam", 3), ("pez", "greedy", 3),
         ("gcg", "greedy", None)]
 IMAGES = [np.full((20, 30, 3), v, np.uint8) for v in (0, 60, 120, 180, 240)]
-CAPTION = CaptionConfig(n_tokens=3, batch_size=6, beam_width=2, image_batch_size=2, seed=0)
+CAPTION = DEFAULT_CONFIG.override(n_tokens=3, batch_size=6, budget=18, beam_width=2, image_batch_size=2, seed=0)
 
 
 def save_models(folder: Path) -> Path:
