@@ -28,7 +28,7 @@ class AutoDAN(Optimizer):
 
     def __init__(self, chain, config=None, **kwargs):
         super().__init__(chain, config, **kwargs)
-        if self.lm_weight > 0 and getattr(chain.primary, "kind", None) != "causal_lm":
+        if self.config.lm_weight > 0 and getattr(chain.primary, "kind", None) != "causal_lm":
             raise ValueError("lm_weight > 0 needs a causal-LM primary (its next-token logits rank candidates)")
 
     def _lm_logprobs(self, beams: list[list[int]], pos: int) -> torch.Tensor:
@@ -75,7 +75,7 @@ class AutoDAN(Optimizer):
         z, h = prim.next_token_state(ids)
         g = torch.zeros(len(beams), len(self.allowed), device=prim.device)
         own = [t for t in self.chain.terms if t.on_primary]
-        if own and self.use_gradient and prim.target_gradient:
+        if own and self.config.use_gradient and prim.target_gradient:
             s = prim.target_swap_scores(h, self.allowed, z[:, int(self.allowed_cpu[0])], self.state.lm()).to(g)  # the placeholder's logit
             for t in own:
                 n = pos if t.objective.reduction == "mean" else 1  # tokens predicted in a sequence of pos + 1
@@ -98,7 +98,7 @@ class AutoDAN(Optimizer):
             # the fast path: one no-grad forward of the primary; a backward pass through the other models only
             g, next_logprobs = self._own_gradient(beams, pos)
             lp = next_logprobs[:, self.allowed]
-            if self.use_gradient:
+            if self.config.use_gradient:
                 bridged = [j for j, t in enumerate(self.chain.terms) if not t.on_primary]
                 if bridged:
                     placeholder = int(self.allowed_cpu[0])
@@ -107,10 +107,10 @@ class AutoDAN(Optimizer):
                                                         chain=self.chain.subset(bridged))
                     g = g + gb[:, 0].to(g)
                 score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
-        elif self.use_gradient:
+        elif self.config.use_gradient:
             placeholder = int(self.allowed_cpu[0])
             seqs = [self.full_ids(free + [placeholder]) for free in beams]
-            reuse = self.lm_weight > 0 and pos > 0 and any(t.on_primary for t in self.chain.terms)
+            reuse = self.config.lm_weight > 0 and pos > 0 and any(t.on_primary for t in self.chain.terms)
             own = self.state.lm()
             with own.recording_logits(pos - 1) if reuse else contextlib.nullcontext():
                 _, _, g = self.evaluator.gradients(seqs, positions=[pos], tokens=self.allowed)
@@ -118,10 +118,10 @@ class AutoDAN(Optimizer):
             score -= g / g.std(dim=-1, keepdim=True).clamp_min(1e-12)
             if reuse and own.recorded is not None:
                 lp = torch.log_softmax(own.recorded.float(), -1)[:, self.allowed]
-        if self.lm_weight > 0:
+        if self.config.lm_weight > 0:
             if lp is None:
                 lp = self._lm_logprobs(beams, pos)
-            score += self.lm_weight * lp.to(score.device)
+            score += self.config.lm_weight * lp.to(score.device)
         return score, next_logprobs
 
     def _known_values(self, beams: list[list[int]], next_logprobs: torch.Tensor | None):
@@ -151,13 +151,13 @@ class AutoDAN(Optimizer):
 
     def _run(self):
         beams: list[list[int]] = [[]]
-        for step in range(1, self.n_tokens + 1):
-            per = max(1, self.batch_size // len(beams))
+        for step in range(1, self.config.n_tokens + 1):
+            per = max(1, self.config.batch_size // len(beams))
             scores, next_logprobs = self._rank(beams)
             top = scores.topk(min(per, len(self.allowed)), dim=-1).indices.cpu()
             cands = [free + [int(self.allowed_cpu[i])] for free, row in zip(beams, top) for i in row.tolist()]
             losses = self.score(cands, known=self._known_values(beams, next_logprobs))
-            order = torch.argsort(losses, stable=True)[: self.beam_width]
+            order = torch.argsort(losses, stable=True)[: self.pool_width]
             beams = [cands[i] for i in order.tolist() if torch.isfinite(losses[i])] or beams
             self._record(step)
             why = self._stop()

@@ -83,8 +83,12 @@ class Optimizer:
     name = "optimizer"
     config_class = OptimizerConfig
     supports_beam = True
-    #: the result must have exactly ``n_tokens`` free tokens (growth-based optimizers score shorter ones on the way)
-    complete_only = False
+
+    @property
+    def complete_only(self) -> bool:
+        """The result must have exactly ``n_tokens`` free tokens (growth-based optimizers score shorter ones on the
+        way)."""
+        return bool(getattr(self.config, "complete_only", False))
 
     def __init__(self, chain, config: OptimizerConfig | None = None, **kwargs):
         if config is None:
@@ -98,9 +102,7 @@ class Optimizer:
         if not isinstance(chain, BaseChain):
             raise ValueError(f"optimizers take a fuse Chain (or DataParallelChain), got {type(chain).__name__}")
         self.chain, self.config = chain, config
-        for f in dataclasses.fields(config):  # convenient read-only mirrors (opt.budget, opt.n_tokens, ...)
-            setattr(self, f.name, getattr(config, f.name))
-        self.beam_width = config.beam_width if config.search == "beam" else 1
+        self.pool_width = config.beam_width if config.search == "beam" else 1  # sequences a step keeps
         self.eval_batch_size = config.eval_batch_size or config.batch_size
         tok = chain.primary.tokenizer
         self.tokenizer = tok
@@ -124,7 +126,7 @@ class Optimizer:
 
     def free_positions(self, n: int | None = None) -> list[int]:
         start = len(self.prefix_ids)
-        return list(range(start, start + (self.n_tokens if n is None else n)))
+        return list(range(start, start + (self.config.n_tokens if n is None else n)))
 
     def text_of(self, free: list[int]) -> str:
         return self.chain.decode(self.full_ids(free))
@@ -135,7 +137,7 @@ class Optimizer:
 
     # -- initial tokens -------------------------------------------------------------------
     def random_free(self, n: int | None = None) -> list[int]:
-        n = self.n_tokens if n is None else n
+        n = self.config.n_tokens if n is None else n
         for _ in range(100):
             idx = torch.randint(len(self.allowed_cpu), (n,), generator=self.gen)
             free = self.allowed_cpu[idx].tolist()
@@ -145,16 +147,16 @@ class Optimizer:
                          "give init_text")
 
     def initial_free(self) -> list[int]:
-        if not self.init_text:
+        if not self.config.init_text:
             return self.random_free()
-        text = self.init_text if self.init_text[:1].isspace() or not self.prefix else " " + self.init_text
+        text = self.config.init_text if self.config.init_text[:1].isspace() or not self.config.prefix else " " + self.config.init_text
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if len(ids) < self.n_tokens:
-            ids = ids + self.random_free(self.n_tokens - len(ids))
-        ids = ids[: self.n_tokens]
+        if len(ids) < self.config.n_tokens:
+            ids = ids + self.random_free(self.config.n_tokens - len(ids))
+        ids = ids[: self.config.n_tokens]
         if not self.round_trips([ids])[0]:
             logger.warning("%s: init_text %r does not survive decode → encode after the prefix; starting from random "
-                           "tokens instead", self.name, self.init_text)
+                           "tokens instead", self.name, self.config.init_text)
             return self.random_free()
         return ids
 
@@ -186,11 +188,11 @@ class Optimizer:
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _reset(self) -> None:
-        self.gen = torch.Generator().manual_seed(self.seed)
+        self.gen = torch.Generator().manual_seed(self.config.seed)
         self.history, self.steps_since_best = [], 0
         self.bar = None
-        self.evaluator = Evaluator(self.chain, self.layout, self.budget, batch_size=self.eval_batch_size,
-                                   cache=self.config.cache, complete_length=self.n_tokens if self.complete_only else None,
+        self.evaluator = Evaluator(self.chain, self.layout, self.config.budget, batch_size=self.eval_batch_size,
+                                   cache=self.config.cache, complete_length=self.config.n_tokens if self.complete_only else None,
                                    on_scored=self._progress)
 
     def _progress(self, n: int, best: float) -> None:
@@ -199,13 +201,13 @@ class Optimizer:
             self.bar.set_postfix(best=f"{best:.4f}")
 
     def _stop(self) -> str | None:
-        if self.early_stop and self.evaluator.any_match:
+        if self.config.early_stop and self.evaluator.any_match:
             return "match"
-        if self.evaluations >= self.budget:
+        if self.evaluations >= self.config.budget:
             return "budget"
-        if self.target_loss is not None and self.best_loss <= self.target_loss:
+        if self.config.target_loss is not None and self.best_loss <= self.config.target_loss:
             return "target"
-        if self.patience is not None and self.steps_since_best >= self.patience:
+        if self.config.patience is not None and self.steps_since_best >= self.config.patience:
             return "patience"
         return None
 
@@ -221,7 +223,7 @@ class Optimizer:
     def run(self) -> OptimResult:
         """Optimize. Every call starts afresh from the seed, so two calls give the same result."""
         self._reset()
-        self.bar = tqdm(total=self.budget, desc=self.name, disable=not self.progress, leave=False)
+        self.bar = tqdm(total=self.config.budget, desc=self.name, disable=not self.config.progress, leave=False)
         t0 = time.perf_counter()
         try:
             stopped = self._run() or "done"
@@ -231,7 +233,7 @@ class Optimizer:
         ev = self.evaluator
         if ev.best.free is None and ev.partial.free is not None:
             logger.warning("%s: the budget ran out before any prompt reached n_tokens=%d; returning the best %d-token "
-                           "prompt (raise the budget or lower n_tokens)", self.name, self.n_tokens, len(ev.partial.free))
+                           "prompt (raise the budget or lower n_tokens)", self.name, self.config.n_tokens, len(ev.partial.free))
             ev.best = ev.partial
         best = ev.best
         if best.free is None:
@@ -242,7 +244,7 @@ class Optimizer:
             best_text=self.chain.decode(ids), best_ids=ids, best_loss=best.loss,
             losses={k: float(v) for k, v in zip(self.chain.labels, best.parts)},
             evaluations=ev.evaluations, seconds=time.perf_counter() - t0, history=self.history,
-            stopped=stopped, optimizer=self.name, search=self.search, best_free_ids=list(best.free),
+            stopped=stopped, optimizer=self.name, search=self.config.search, best_free_ids=list(best.free),
             best_free_text=self.tokenizer.decode(best.free, clean_up_tokenization_spaces=False),
             matched=best.match, dropped=ev.dropped, cache_hits=ev.cache_hits,
             draft_evaluations=ev.draft_evaluations, gradient_calls=ev.gradient_calls,

@@ -110,11 +110,11 @@ class Evaluator:
                 out[i] = hit[0]
             else:
                 rest.append(i)
-        ok, texts = self.round_trip_texts([frees[i] for i in rest])
-        self.dropped += ok.count(False)
+        kept, texts = self.screen([frees[i] for i in rest])
+        kept = set(kept)
         todo, todo_texts, seen = [], [], {}
-        for i, good, text in zip(rest, ok, texts):
-            if not good:
+        for n, (i, text) in enumerate(zip(rest, texts)):
+            if n not in kept:
                 continue
             key = tuple(frees[i])
             if key in seen:
@@ -142,6 +142,12 @@ class Evaluator:
         if self.on_scored is not None:
             self.on_scored(len(todo), self.best.loss)
         return out
+
+    def screen(self, frees: Sequence[Sequence[int]]) -> tuple[list[int], list[str]]:
+        """The indices of candidates whose text round-trips (the others are counted as dropped) and all texts."""
+        good, texts = self.round_trip_texts(frees)
+        self.dropped += good.count(False)
+        return [i for i, g in enumerate(good) if g], texts
 
     def draft_scored(self, n: int, seconds: float) -> None:
         """Count ``n`` texts a draft model scored (probe sampling) in ``seconds``."""

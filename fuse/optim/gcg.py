@@ -38,7 +38,7 @@ class GCG(SwapSearch):
             return memo[1]
         _, _, g = self.evaluator.gradients([self.full_ids(c) for c in centers], positions=self.free_positions(),
                                            tokens=self.allowed)
-        k = min(self.top_k, g.shape[-1])
+        k = min(self.config.top_k, g.shape[-1])
         top = self.allowed_cpu[(-g).topk(k, dim=-1).indices.cpu()]
         self._top_memo = (key, top)
         return top
@@ -56,6 +56,6 @@ class GCG(SwapSearch):
         return pos, tok.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
 
     def score_candidates(self, cands):
-        if self.probe is None:
+        if self.config.probe is None:
             return self.score(cands)
-        return ProbeSampling(self.probe).score(self.evaluator, cands, self.gen)
+        return ProbeSampling(self.config.probe).score(self.evaluator, cands, self.gen)

@@ -27,7 +27,7 @@ class PEZ(Optimizer):
         prim = self.chain.primary
         E_allowed = torch.nn.functional.normalize(prim.embed(self.allowed).float(), dim=-1)  # (n_allowed, d), once
         P = prim.embed(torch.tensor(self.initial_free(), device=prim.device)).float().clone().requires_grad_()
-        opt = torch.optim.AdamW([P], lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW([P], lr=self.config.lr, weight_decay=self.config.weight_decay)
         free_pos = self.free_positions()
         step = 0
         while True:
@@ -44,5 +44,5 @@ class PEZ(Optimizer):
             why = self._stop()
             if why:
                 return why
-            if step >= self.budget:  # a projection met again costs no evaluation: the steps are bounded too
+            if step >= self.config.budget:  # a projection met again costs no evaluation: the steps are bounded too
                 return "budget"

@@ -40,9 +40,7 @@ class ProbeSampling:
         """Exact losses of the candidates the probe rule selects (``inf`` for the others), in candidate order."""
         cfg = self.config
         out = torch.full((len(cands),), float("inf"))
-        good, texts = evaluator.round_trip_texts(cands)
-        ok = [i for i, g in enumerate(good) if g]
-        evaluator.dropped += len(cands) - len(ok)
+        ok, texts = evaluator.screen(cands)
         if not ok:
             return out
         t0 = time.perf_counter()

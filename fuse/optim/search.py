@@ -30,23 +30,34 @@ IDLE_STEPS = 5
 class SwapSearch(Optimizer):
     """An optimizer whose step is: propose token swaps around the pool, score them exactly, update the pool."""
 
-    n_replace = 1
-    buffer_size = 0
-    accept = "improve"
-    combine: int | None = 0
+    @property
+    def n_replace(self) -> int:
+        return self.config.n_replace
+
+    @property
+    def buffer_size(self) -> int:
+        return getattr(self.config, "buffer_size", 0)
+
+    @property
+    def accept(self) -> str:
+        return getattr(self.config, "accept", "improve")
+
+    @property
+    def combine(self) -> int | None:
+        return getattr(self.config, "combine", 0)
 
     @property
     def n_combine(self) -> int:
         """Evaluations per step for combinations (``combine=None``: ``batch_size // 8``)."""
-        return self.batch_size // 8 if self.combine is None else int(self.combine)
+        return self.config.batch_size // 8 if self.combine is None else int(self.combine)
 
     @property
     def pool_size(self) -> int:
-        return self.buffer_size or self.beam_width
+        return self.buffer_size or self.pool_width
 
     def centers(self, pool: list[list[int]]) -> list[list[int]]:
         """The pool members candidates are proposed around: all beams, or the best one (greedy, buffer)."""
-        return pool if self.search == "beam" else pool[:1]
+        return pool if self.config.search == "beam" else pool[:1]
 
     def propose(self, centers: list[list[int]], n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(positions, tokens)`` of ``n`` candidates around each center: ``(C, n, n_replace)`` each (long, CPU)."""
@@ -54,7 +65,7 @@ class SwapSearch(Optimizer):
 
     def candidates(self, centers: list[list[int]]) -> list[list[int]]:
         """Apply the proposed swaps: ``batch_size`` candidates split over the centers (duplicates kept once)."""
-        per = max(1, (self.batch_size - self.n_combine) // len(centers))
+        per = max(1, (self.config.batch_size - self.n_combine) // len(centers))
         pos, tok = self.propose(centers, per)
         base = torch.tensor(centers, dtype=torch.long).unsqueeze(1).expand(-1, per, -1).clone()  # (C, n, n_tokens)
         base.scatter_(2, pos, tok)
@@ -68,7 +79,7 @@ class SwapSearch(Optimizer):
 
     def random_positions(self, c: int, n: int) -> torch.Tensor:
         """``(c, n, n_replace)`` distinct random free positions per candidate."""
-        return torch.rand(c, n, self.n_tokens, generator=self.gen).argsort(-1)[..., : self.n_replace]
+        return torch.rand(c, n, self.config.n_tokens, generator=self.gen).argsort(-1)[..., : self.n_replace]
 
     def combinations(self, center: list[int], center_loss: float, cands: list[list[int]], c_loss: torch.Tensor
                      ) -> list[list[int]]:

@@ -89,7 +89,7 @@ def test_fast_path_only_for_fluency_at_the_end(chains):
     cont = Chain(lm, [(Continuation(lm, " the end"), 1.0)])
     assert not _opt(cont).fluency_at_end()
     # a tokenizer that appends a token after the text: the new token is not the last
-    enc_tok = wordpiece_tokenizer.__wrapped__()  # a fresh object: allowed_tokens caches by id(), and other tests
+    enc_tok = wordpiece_tokenizer.__wrapped__()  # a fresh object: other tests
     # add tokens to the shared cached one
     lm2 = tiny_causal_lm(enc_tok, d=16, name="tiny-lm-sep")
     opt = make_optimizer("autodan", Chain(lm2, [(Fluency(lm2), 1.0)]), n_tokens=2, budget=8, batch_size=4)

@@ -382,4 +382,4 @@ def test_default_search_is_the_measured_one_and_the_published_one_is_kept(lm, en
     sc = _scorer(enc, "label")
     cap = Captioner(lm, sc, SMALL.override(lm_weight=0.25), adapters=adapters)
     opt = cap.optimizer(cap.chain(sc.encode_images(IMAGES[:1])[0]))
-    assert opt.lm_weight == 0.25 and opt.use_gradient and opt.batch_size == SMALL.optim.batch_size
+    assert opt.config.lm_weight == 0.25 and opt.config.use_gradient and opt.config.batch_size == SMALL.optim.batch_size

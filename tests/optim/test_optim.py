@@ -168,3 +168,19 @@ def test_allowed_tokens_skip_specials_and_placeholders():
     for i in allowed:  # every allowed token reads as text with a letter or digit
         s = tok.decode([i])
         assert s.strip() and any(c.isalnum() for c in s)
+
+
+def test_allowed_tokens_follow_the_vocabulary_not_the_tokenizer_object():
+    """The readable-token memo is keyed by the vocabulary's content: a tokenizer that gains a token gets a new
+    answer (an id()-keyed memo would answer the old one), and a copy with the same vocabulary the same one."""
+    import copy
+
+    from fuse.optim.vocab_filter import allowed_tokens
+    from tiny import bpe_tokenizer
+
+    tok = copy.deepcopy(bpe_tokenizer())
+    before = allowed_tokens(tok)
+    assert torch.equal(allowed_tokens(copy.deepcopy(tok)), before)
+    tok.add_tokens(["zebracorn"])
+    after = allowed_tokens(tok)
+    assert len(after) == len(before) + 1 and int(after[-1]) == len(tok) - 1
