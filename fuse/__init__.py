@@ -11,8 +11,8 @@ from fuse.models.backbones import Backbone, CausalLMBackbone, EncoderBackbone
 from fuse.core.bridge import Bridge, BridgeOutput
 from fuse.optim.chain import Chain
 from fuse.models.loading import load
-from fuse.optim import (AutoDANConfig, GCGConfig, OptimResult, PEZConfig, ProbeConfig, RandomSearchConfig,
-                        optimize)
+from fuse.optim import (AutoDANConfig, GCGConfig, OptimResult, PEZConfig, ProbeConfig, PromptChain,
+                        RandomSearchConfig, optimize, optimize_prompt)
 from fuse.core.slices import word_slices
 from fuse.core.words import WordGroups, align, group_ids, group_text
 
@@ -25,6 +25,8 @@ __all__ = [
     "Bridge",
     "Chain",
     "optimize",
+    "optimize_prompt",
+    "PromptChain",
     "OptimResult",
     "GCGConfig",
     "AutoDANConfig",

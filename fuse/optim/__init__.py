@@ -13,13 +13,14 @@ from fuse.optim.base import OptimResult, Optimizer
 from fuse.optim.config import AutoDANConfig, GCGConfig, OptimizerConfig, PEZConfig, ProbeConfig, RandomSearchConfig
 from fuse.optim.gcg import GCG
 from fuse.optim.pez import PEZ
+from fuse.optim.prompt_chain import PromptChain, as_prompts
 from fuse.optim.random_search import RandomSearch
 
 OPTIMIZERS = {"gcg": GCG, "autodan": AutoDAN, "pez": PEZ, "random": RandomSearch}
 CONFIGS = {cls.config_class: cls for cls in OPTIMIZERS.values()}
 
 __all__ = ["OPTIMIZERS", "Optimizer", "OptimResult", "GCG", "AutoDAN", "PEZ", "RandomSearch", "make_optimizer",
-           "optimize", "OptimizerConfig", "GCGConfig", "AutoDANConfig", "PEZConfig", "RandomSearchConfig", "ProbeConfig"]
+           "optimize", "optimize_prompt", "PromptChain", "OptimizerConfig", "GCGConfig", "AutoDANConfig", "PEZConfig", "RandomSearchConfig", "ProbeConfig"]
 
 
 def make_optimizer(name: str, chain, config: OptimizerConfig | None = None, **kwargs) -> Optimizer:
@@ -49,3 +50,33 @@ def optimize(chain, config: OptimizerConfig) -> OptimResult:
         chain = DataParallelChain(chain)
         config = dataclasses.replace(config, progress=config.progress and is_main())
     return cls(chain, config).run()
+
+
+def optimize_prompt(models, messages, target: str | None = None, config: OptimizerConfig | None = None, *,
+                    adapters: dict | None = None, chat_templates: dict | None = None) -> OptimResult:
+    """Optimize the ``{optim_str}`` span of a prompt for one or several models: the short call (nanoGCG's
+    ``run(model, tokenizer, messages, target, config)``, taking several models).
+
+    Args:
+        models: a causal-LM backbone or a list of them (``models[0]``'s tokens are optimized; the others are reached
+            through adapters built on first use and cached, unless given in ``adapters``).
+        messages: messages with ``{optim_str}`` once (each model renders them with its chat template), a string with
+            it, or — with ``target=None`` — a list of ``(messages, target)`` pairs (a universal span: the mean over
+            pairs and models).
+        target: what every model should generate after the prompt.
+        config: the optimizer's config (default ``GCGConfig()``); its ``prefix`` must stay empty.
+        chat_templates: ``{model name: Jinja template}`` for models without one (the bundled Gemma-3:
+            :data:`fuse.models.templates.GEMMA_CHAT_TEMPLATE`).
+
+    Returns:
+        :class:`OptimResult`; ``best_text``/``best_free_text`` are the span's text, ``losses`` each (model, prompt)
+        term, ``dropped`` includes candidates whose edges merged with a model's fixed text.
+
+    Example:
+        >>> smol, gemma = fuse.load("bundled:smollm2-135m"), fuse.load("bundled:gemma3-270m")    # doctest: +SKIP
+        >>> res = fuse.optimize_prompt([smol, gemma], [{"role": "user", "content": "Tell me a joke{optim_str}"}],
+        ...                            "Sure", GCGConfig(n_tokens=8, budget=256),
+        ...                            chat_templates={gemma.name: GEMMA_CHAT_TEMPLATE})         # doctest: +SKIP
+    """
+    chain = PromptChain(models, as_prompts(messages, target), adapters=adapters, chat_templates=chat_templates)
+    return optimize(chain, GCGConfig() if config is None else config)

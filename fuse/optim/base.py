@@ -108,18 +108,27 @@ class Optimizer:
         self.tokenizer = tok
         self.allowed_cpu = allowed_tokens(tok, config.ascii_only)
         self.allowed = self.allowed_cpu.to(chain.primary.device)
-        # the special tokens the tokenizer adds around a text (BOS before; EOS/SEP after), kept in place
-        with_sp, plain = tok("x")["input_ids"], tok("x", add_special_tokens=False)["input_ids"]
-        start = next((i for i in range(len(with_sp)) if with_sp[i : i + len(plain)] == plain), 0)
-        self.lead_ids, self.tail_ids = list(with_sp[:start]), list(with_sp[start + len(plain) :])
-        prefix = config.prefix
-        self.prefix_ids = self.lead_ids + (list(tok(prefix, add_special_tokens=False)["input_ids"]) if prefix else [])
+        fixed = chain.layout()
+        if fixed is not None:  # the chain lays out its sequences itself (a PromptChain: the span alone)
+            if config.prefix:
+                raise ValueError(f"{type(chain).__name__} places the fixed text around the optimized tokens itself; "
+                                 f"leave prefix empty (got {config.prefix!r})")
+            self.lead_ids, self.tail_ids = [], list(fixed.tail_ids)
+            self.prefix_ids, self.add_special_tokens = list(fixed.prefix_ids), fixed.add_special_tokens
+        else:
+            # the special tokens the tokenizer adds around a text (BOS before; EOS/SEP after), kept in place
+            with_sp, plain = tok("x")["input_ids"], tok("x", add_special_tokens=False)["input_ids"]
+            start = next((i for i in range(len(with_sp)) if with_sp[i : i + len(plain)] == plain), 0)
+            self.lead_ids, self.tail_ids = list(with_sp[:start]), list(with_sp[start + len(plain) :])
+            prefix = config.prefix
+            self.prefix_ids = self.lead_ids + (list(tok(prefix, add_special_tokens=False)["input_ids"]) if prefix else [])
+            self.add_special_tokens = True
         self._reset()
 
     # -- layout ---------------------------------------------------------------------------
     @property
     def layout(self) -> Layout:
-        return Layout(self.prefix_ids, self.tail_ids)
+        return Layout(self.prefix_ids, self.tail_ids, self.add_special_tokens)
 
     def full_ids(self, free: list[int]) -> list[int]:
         return self.prefix_ids + list(free) + self.tail_ids

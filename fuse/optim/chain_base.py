@@ -64,6 +64,22 @@ def cat_evaluations(evals: Sequence[Evaluation]) -> Evaluation:
     return Evaluation(torch.cat([e.total for e in evals]), torch.cat([e.parts for e in evals]), match)
 
 
+@dataclass
+class Layout:
+    """Where the optimized tokens sit in the primary's sequence: ``prefix_ids + free + tail_ids``.
+
+    ``add_special_tokens``: the round-trip rule. A candidate is kept when the primary tokenizes the decoded text of
+    ``full_ids(free)`` with this setting back to exactly those ids (``True``: as in use, special tokens added).
+    """
+
+    prefix_ids: list[int]
+    tail_ids: list[int]
+    add_special_tokens: bool = True
+
+    def full_ids(self, free: Sequence[int]) -> list[int]:
+        return self.prefix_ids + list(free) + self.tail_ids
+
+
 #: exact values of some terms, already known for the sequences being evaluated: ``{term index: (B,) tensor}``
 Known = dict[int, torch.Tensor]
 
@@ -127,6 +143,17 @@ class BaseChain(abc.ABC):
             ``(loss (B,), parts (B, T), grad (B, len(positions), d))``, float32 losses on the primary's device; the
             gradient in the primary's dtype.
         """
+
+    # -- optional -------------------------------------------------------------------------
+    def layout(self) -> Layout | None:
+        """The layout of the sequences this chain takes, when the chain fixes it itself; ``None`` (the default): the
+        optimizer lays them out (its ``config.prefix`` after the primary's special tokens, the round trip as in use).
+
+        A chain that adds fixed text around the optimized span on its own
+        (:class:`~fuse.optim.prompt_chain.PromptChain`) returns ``Layout([], [], add_special_tokens=False)``: its
+        sequences are the span alone. Such a chain answers ``inf`` for a candidate it refuses (the optimizer's
+        evaluator counts it as dropped)."""
+        return None
 
     # -- derived --------------------------------------------------------------------------
     @property

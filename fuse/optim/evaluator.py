@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 from fuse.models.run_state import RunState
-from fuse.optim.chain_base import BaseChain, Known
+from fuse.optim.chain_base import BaseChain, Known, Layout  # noqa: F401 (Layout: re-exported)
 
 
 @dataclass
@@ -28,17 +28,6 @@ class Best:
     free: list[int] | None = None
     parts: list[float] | None = None
     match: bool | None = None
-
-
-@dataclass
-class Layout:
-    """Where the optimized tokens sit in the primary's sequence: ``prefix_ids + free + tail_ids``."""
-
-    prefix_ids: list[int]
-    tail_ids: list[int]
-
-    def full_ids(self, free: Sequence[int]) -> list[int]:
-        return self.prefix_ids + list(free) + self.tail_ids
 
 
 @dataclass
@@ -83,7 +72,7 @@ class Evaluator:
             return [], []
         fulls = [self.layout.full_ids(f) for f in frees]
         texts = [self.chain.decode(f) for f in fulls]
-        enc = self.chain.primary.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        enc = self.chain.primary.tokenizer(texts, add_special_tokens=self.layout.add_special_tokens)["input_ids"]
         return [list(e) == f and bool(t.strip()) for e, f, t in zip(enc, fulls, texts)], texts
 
     def round_trips(self, frees: Sequence[Sequence[int]]) -> list[bool]:
@@ -94,7 +83,9 @@ class Evaluator:
               ) -> torch.Tensor:
         """Exact losses ``(n,)`` (CPU float) of candidate free-token lists.
 
-        Candidates whose text does not round-trip are dropped (``inf``, counted in :attr:`dropped`); candidates
+        Candidates whose text does not round-trip are dropped (``inf``, counted in :attr:`dropped`), and so are those
+        the chain answers ``inf`` for (a :class:`~fuse.optim.prompt_chain.PromptChain` candidate whose edge tokens merge
+        with the fixed text: not cached, not counted as evaluations, never best); candidates
         already scored come from the cache (:attr:`cache_hits`); the rest are scored in order while the budget lasts
         (``inf`` past it). ``known(frees)`` may give the exact values of some terms for the candidates to evaluate
         (:meth:`BaseChain.evaluate_ids <fuse.optim.chain_base.BaseChain.evaluate_ids>`).
@@ -133,12 +124,17 @@ class Evaluator:
         self.seconds["evaluate"] += time.perf_counter() - t0
         totals, parts = ev.total.tolist(), ev.parts.tolist()
         matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
+        refused = 0
         for f, loss, part, match in zip(todo, totals, parts, matches):
+            if loss == float("inf"):  # the chain refused it (left inf in ``out``)
+                refused += 1
+                continue
             self.scored[tuple(f)] = (loss, part, match)
             for i in seen[tuple(f)]:
                 out[i] = loss
             self._consider(f, loss, part, match)
-        self.evaluations += len(todo)
+        self.dropped += refused
+        self.evaluations += len(todo) - refused
         if self.on_scored is not None:
             self.on_scored(len(todo), self.best.loss)
         return out

@@ -98,6 +98,10 @@ class DataParallelChain(BaseChain):
         return DataParallelChain(self.chain.subset(indices), micro_batch=self.micro_batch, local=self.local,
                                  stats=self.stats)
 
+    def layout(self):
+        """The wrapped chain's :meth:`~fuse.optim.chain_base.BaseChain.layout`."""
+        return self.chain.layout()
+
     # -- who takes part -------------------------------------------------------------------
     @property
     def world_size(self) -> int:
