@@ -69,6 +69,30 @@ def wordpiece_tokenizer(vocab_size: int = 250) -> PreTrainedTokenizerFast:
     return _wrap(tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
 
 
+#: Llama-3's chat template (as its tokenizer_config.json carries it, without the tool-calling parts)
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{{ message['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+@functools.lru_cache(maxsize=None)
+def llama3_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """Byte-level BPE like Llama-3: ``<|begin_of_text|>`` added in use, and a chat template that writes it too."""
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    bos = "<|begin_of_text|>"
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
+    out = _wrap(tok, bos_token=bos, eos_token="<|eot_id|>", pad_token="<|end_of_text|>")
+    out.chat_template = LLAMA3_CHAT_TEMPLATE
+    return out
+
+
 TOKENIZERS = {"bpe": bpe_tokenizer, "unigram": unigram_tokenizer, "wordpiece": wordpiece_tokenizer}
 
 
