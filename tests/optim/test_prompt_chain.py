@@ -257,3 +257,17 @@ def test_the_short_call(models, adapters):
         make_optimizer("gcg", PromptChain([a], [("x{optim_str}", " y")]), prefix="an image of")
     with pytest.raises(ValueError, match="list of \\(messages, target\\) pairs"):
         fuse.optimize_prompt([a], "x{optim_str}")
+
+
+def test_models_of_other_dtypes_meet_at_the_primary(models, adapters):
+    """Each model keeps its dtype (a float64 secondary here); losses meet in float32 on the primary's device, the
+    gradient comes back in the primary's dtype, and the values are the same model's in float32 (to rounding)."""
+    a, b, _ = models
+    b64 = tiny_causal_lm(unigram_tokenizer(), d=16, seed=1, name="uni-lm", dtype=torch.float64)
+    kw = dict(adapters={"uni-lm": adapters["uni-lm"]}, chat_templates={"bpe-lm": CHATML, "uni-lm": PLAIN})
+    c32, c64 = PromptChain([a, b], PROMPTS, **kw), PromptChain([a, b64], PROMPTS, **kw)
+    seqs = spans(a.tokenizer)
+    L, P, g = c64.embedding_gradients(seqs, positions=[0, 1])
+    assert P.dtype == torch.float32 and g.dtype == a.dtype and bool(torch.isfinite(g).all())
+    torch.testing.assert_close(c64.evaluate_ids(seqs).parts, c32.evaluate_ids(seqs).parts, rtol=TOL_F32, atol=TOL_F32)
+    torch.testing.assert_close(g, c32.embedding_gradients(seqs, positions=[0, 1])[2], rtol=1e-4, atol=1e-6)
