@@ -54,8 +54,9 @@ def evaluate_adapter(adapter, source, target, words: list[str]) -> AlignmentScor
     Words that either model splits into more than ``adapter.k`` tokens are skipped.
     """
     k = adapter.k
-    XA, cA = word_slices(source, words, k)
-    XB, cB = word_slices(target, words, k)
+    lead = getattr(adapter.config, "leading_space", True)
+    XA, cA = word_slices(source, words, k, leading_space=lead)
+    XB, cB = word_slices(target, words, k, leading_space=lead)
     keep = (cA <= k) & (cB <= k) & (cA > 0) & (cB > 0)
     XA, XB, cA, cB = XA[keep].to(adapter.T), XB[keep].to(adapter.T), cA[keep], cB[keep]
     with torch.no_grad():
