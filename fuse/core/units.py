@@ -55,7 +55,8 @@ class Row:
     Attributes:
         src, tgt: token positions (at most ``k`` each).
         span: ``(start, end)`` characters of the text this row covers.
-        exact: both sides' tokens cover the same non-space characters.
+        exact: both sides' tokens cover the same non-space characters (position chunks of a unit longer
+            than ``k`` are never exact).
     """
 
     src: tuple[int, ...]
@@ -159,15 +160,13 @@ def _chunks(pos: list[int], m: int) -> list[list[int]]:
 
 def _positional(text, span, pa, pb, off_a, off_b, k) -> list[Row]:
     """Today's rule: near-equal chunks paired by position."""
+    if not pa or not pb:
+        return []
     m = max(math.ceil(len(pa) / k), math.ceil(len(pb) / k))
     if m <= 1:
         return [Row(tuple(pa), tuple(pb), span, covered_chars(text, off_a, pa) == covered_chars(text, off_b, pb))]
-    out = []
-    for cs, ct in zip(_chunks(pa, m), _chunks(pb, m)):
-        if cs and ct:
-            out.append(Row(tuple(cs), tuple(ct), span,
-                           covered_chars(text, off_a, cs) == covered_chars(text, off_b, ct)))
-    return out
+    # chunks paired by position: inexact even where the characters happen to agree (tokens may be left out)
+    return [Row(tuple(cs), tuple(ct), span, False) for cs, ct in zip(_chunks(pa, m), _chunks(pb, m)) if cs and ct]
 
 
 def _atoms(span, cuts, pa, pb, off_a, off_b):
@@ -186,8 +185,9 @@ def _merge(atoms, k: int, starts: set[int] | None = None):
     """Merge consecutive atoms into groups of at most ``k`` tokens each side (greedy, left to right).
 
     With ``starts``, a new group begins at (and only at) an atom starting at one of those characters
-    (a segmenter's word starts), whatever its size. A group with no token on one side is merged
-    with its neighbour.
+    (a segmenter's word starts), whatever its size. A piece with no token on one side (a tokenizer
+    that drops or normalises away characters) is merged with its neighbour when that fits in ``k``;
+    else it stays alone and passes no gradient.
     """
     groups: list[list] = []
     for s, e, a, b in atoms:
@@ -195,16 +195,18 @@ def _merge(atoms, k: int, starts: set[int] | None = None):
             groups.append([s, e, list(a), list(b)])
             continue
         g = groups[-1]
-        lonely = not g[2] or not g[3]
+        fits = len(g[2]) + len(a) <= k and len(g[3]) + len(b) <= k
+        lonely = (not g[2] or not g[3] or not a or not b) and fits
         if starts is not None:
             join = s not in starts or lonely
         else:
-            join = lonely or (len(g[2]) + len(a) <= k and len(g[3]) + len(b) <= k)
+            join = fits
         if join:
             g[1], g[2], g[3] = e, g[2] + a, g[3] + b
         else:
             groups.append([s, e, list(a), list(b)])
-    if len(groups) > 1 and (not groups[-1][2] or not groups[-1][3]):
+    if len(groups) > 1 and (not groups[-1][2] or not groups[-1][3]) and \
+            len(groups[-1][2]) + len(groups[-2][2]) <= k and len(groups[-1][3]) + len(groups[-2][3]) <= k:
         last = groups.pop()
         g = groups[-1]
         g[1], g[2], g[3] = last[1], g[2] + last[2], g[3] + last[3]
