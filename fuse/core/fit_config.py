@@ -31,7 +31,9 @@ class AdapterFitConfig:
     Attributes:
         n_words: words fitted (at most; a user list may hold fewer).
         n_holdout: words held out for the quality report, never fitted.
-        k: tube length (tokens per unit the map covers).
+        k: tube length (tokens per unit the map covers); default 8, or 12 for a language written without
+            spaces (a byte-level BPE spends up to 3 tokens on one CJK character; at k = 8, 5 % of the
+            rows of real Japanese text cannot pair the same characters, at 12 under 0.3 %).
         lam: relative ridge weight λ.
         scheme: ``"padded"`` or ``"bucket"``.
         seed: seed of the fit/held-out split.
@@ -46,7 +48,7 @@ class AdapterFitConfig:
 
     n_words: int = 8000
     n_holdout: int = 2000
-    k: int = 8
+    k: int | None = None
     lam: float = 1e-3
     scheme: str = "padded"
     seed: int = 0
@@ -58,6 +60,8 @@ class AdapterFitConfig:
     compute_dtype: str = "float64"
 
     def __post_init__(self):
+        if self.k is None:
+            object.__setattr__(self, "k", 12 if self.language in NO_SPACE_LANGUAGES else 8)
         for name in ("n_words", "n_holdout", "k", "seed"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
