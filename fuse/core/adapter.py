@@ -171,6 +171,8 @@ class TensorAdapter:
             word_source=word_source, seed=config.seed, compute_dtype=compute_dtype, unit=config.unit,
             language=config.language, leading_space=config.leading_space_resolved,
         )
+        if config.words_file is not None or config.corpus is not None:  # so `fuse adapter eval` finds the held-out words
+            cfg.extra["words_path"] = str(Path(config.words_file or config.corpus).resolve())
         if len(words) == 0:
             raise ValueError("no words to fit on; pass words=[...] or n_words > 0")
         from tqdm.auto import tqdm
