@@ -76,11 +76,43 @@ def run_pair(prim, sec, prompts, units, args):
         m, h = ci95(gain)
         rho_m, rho_h = ci95(r["rho"])
         out[v] = {"gain_mean": m, "gain_ci95": h, "rho_mean": rho_m, "rho_ci95": rho_h, "raw": r}
-    ceil = out["same-model ceiling"]["gain_mean"]
-    for v in out:
-        if isinstance(out[v], dict) and "gain_mean" in out[v]:
-            out[v]["of_ceiling"] = out[v]["gain_mean"] / ceil if ceil else float("nan")
+        if "best_tok" in r:
+            out[v]["gain_tok_mean"], out[v]["gain_tok_ci95"] = ci95(np.array(r["best_tok"]) - np.array(r["rand_tok"]))
+            out[v]["rho_tok_mean"] = ci95(r["rho_tok"])[0]
+    add_ratios(out)
     return out
+
+
+def add_ratios(out: dict) -> None:
+    """Each variant's gain as a fraction of the same-model ceiling's (total and per-token NLL)."""
+    for suffix in ("", "_tok"):
+        ceil = out["same-model ceiling"].get(f"gain{suffix}_mean")
+        for v, s in out.items():
+            if isinstance(s, dict) and f"gain{suffix}_mean" in s and ceil:
+                s[f"of_ceiling{suffix}"] = s[f"gain{suffix}_mean"] / ceil
+
+
+def table(figures: dict, prompts_note: str, args) -> str:
+    rows = []
+    for key, f in figures.items():
+        for v, s in f.items():
+            if isinstance(s, dict) and "gain_mean" in s:
+                tok = (f"{s['gain_tok_mean']:.3f} ± {s['gain_tok_ci95']:.3f}" if "gain_tok_mean" in s else "—")
+                rows.append([key, v, f"{s['gain_mean']:.3f} ± {s['gain_ci95']:.3f}", f"{s['of_ceiling']:.2f}",
+                             f"{s['rho_mean']:.3f} ± {s['rho_ci95']:.3f}", tok, f"{s.get('of_ceiling_tok', float('nan')):.2f}",
+                             f"{s.get('rho_tok_mean', float('nan')):.3f}", len(f["prompts"])])
+    md = markdown_table(["pair (primary → secondary)", "variant", "gain, total NLL (95% CI, nats)", "/ ceiling",
+                         "ρ, total NLL", "gain, per-token NLL (95% CI)", "/ ceiling", "ρ, per-token", "prompts"], rows)
+    return md + ("\n\nGain = mean Δloss of the 16 best swaps by the gradient − that of 16 random swaps at the same positions "
+                 "(negative = the gradient finds better swaps than chance). Secondary loss −log p(text): total nats "
+                 "(the gradient_signal convention) and, on the same candidates, the per-token mean. On Japanese the two "
+                 "disagree: a swap made in the primary's vocabulary changes how many tokens the secondary sees (SmolLM2 "
+                 "spells a CJK character in 2–3 byte tokens), which a first-order prediction cannot see; the bridged "
+                 "top-16 favour long tokens that add many low-surprise byte tokens (total up, per-token down). Prompts: "
+                 f"real Japanese sentences (≤ 20 characters, manpages-ja): {prompts_note}. {args.positions} positions × "
+                 f"{args.candidates} candidates per prompt; {args.swaps} random swaps for ρ. Candidates: tokens whose text "
+                 "holds CJK characters. Adapter: wordfreq ja, 8,000 words, k = 12, λ = 1e-3, padded; the unit decides the "
+                 "bridge's rows.\n")
 
 
 def main():
@@ -92,16 +124,39 @@ def main():
     p.add_argument("--positions", type=int, default=8)
     p.add_argument("--candidates", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rewrite", metavar="NAME", help="rewrite results/NAME.md from its JSON; measure nothing")
+    p.add_argument("--direction", choices=["both", "gemma-smol", "smol-gemma"], default="both",
+                   help="final stage: one direction per process (results/nospace_gradient_<direction>.*)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("fuse.core.bridge").setLevel(logging.ERROR)
+    if args.rewrite:
+        import json
+
+        from benchmarks.common import RESULTS
+
+        old = json.loads((RESULTS / f"{args.rewrite}.json").read_text())
+        for f in old["figures"].values():
+            for s in f.values():
+                if isinstance(s, dict) and "raw" in s and "best_tok" in s["raw"]:
+                    r = s["raw"]
+                    s["gain_tok_mean"], s["gain_tok_ci95"] = ci95(np.array(r["best_tok"]) - np.array(r["rand_tok"]))
+                    s["rho_tok_mean"] = ci95(r["rho_tok"])[0]
+            add_ratios(f)
+        cfg = argparse.Namespace(**old["config"])
+        prompts = next(iter(old["figures"].values()))["prompts"]
+        write_results(args.rewrite, config=old["config"], seed=old["seed"], figures=old["figures"],
+                      markdown=table(old["figures"], " / ".join(prompts), cfg))
+        return
     n = args.prompts or (6 if args.stage == "choose" else 12)
     prompts = sentences("ja", n, args.seed + (0 if args.stage == "choose" else 1), min_chars=6, max_chars=20)
     models = {m: load(m) for m in (SMOL, GEMMA)}
     if args.stage == "choose":
         pairs, units = [(GEMMA, SMOL)], list(UNITS)
     else:
-        pairs, units = [(GEMMA, SMOL), (SMOL, GEMMA)], [args.unit]
+        pairs = {"both": [(GEMMA, SMOL), (SMOL, GEMMA)], "gemma-smol": [(GEMMA, SMOL)],
+                 "smol-gemma": [(SMOL, GEMMA)]}[args.direction]
+        units = [args.unit]
     figures, rows = {}, []
     for pname, sname in pairs:
         f = run_pair(models[pname], models[sname], prompts, units, args)
@@ -111,14 +166,10 @@ def main():
             if isinstance(s, dict) and "gain_mean" in s:
                 rows.append([key, v, f"{s['gain_mean']:.3f} ± {s['gain_ci95']:.3f}", f"{s['of_ceiling']:.2f}",
                              f"{s['rho_mean']:.3f} ± {s['rho_ci95']:.3f}", len(prompts)])
-    md = markdown_table(["pair (primary → secondary)", "variant", "gain = top16 − random16 Δloss (95% CI, nats)",
-                         "gain / ceiling", "Spearman ρ (95% CI)", "prompts"], rows)
-    md += ("\n\nSecondary loss: −log p(text) of the secondary LM (total nats); lower is better, so a more negative gain "
-           "is a better gradient. Prompts: real Japanese sentences (≤ 20 characters, manpages-ja): "
-           + " / ".join(prompts) + f". {args.positions} positions × {args.candidates} candidates per prompt; "
-           f"{args.swaps} random swaps for ρ. Candidates: tokens whose text holds CJK characters. Adapter: wordfreq ja, "
-           "8,000 words, k = 12, λ = 1e-3, padded; the unit decides the bridge's rows.\n")
+    md = table(figures, " / ".join(prompts), args)
     name = "nospace_gradient_choose" if args.stage == "choose" else "nospace_gradient"
+    if args.stage == "final" and args.direction != "both":
+        name += "_" + args.direction
     write_results(name, config=vars(args) | {"pairs": pairs, "units": units}, seed=args.seed, figures=figures,
                   markdown=md)
     print(md)
