@@ -38,12 +38,14 @@ def cached_adapter(source, target, config: AdapterFitConfig | None = None, *, pr
     The cache key holds the original five options always and the newer ones (language, unit, word
     source, …) only when they differ from the defaults, so an English adapter cached earlier is found.
     """
+    words = fit_kwargs.pop("words", None)  # an explicit word list (all fitted), named in the key as before
     config = AdapterFitConfig(**fit_kwargs) if config is None else (
         dataclasses.replace(config, **fit_kwargs) if fit_kwargs else config)
-    dest = cache_dir("adapters") / adapter_key(source, target, **config.cache_options())
+    key_opts = config.cache_options() | ({"words": words} if words is not None else {})
+    dest = cache_dir("adapters") / adapter_key(source, target, **key_opts)
     if not dest.exists():
         with atomic_dir(dest) as tmp:
             if tmp is not None:
                 logger.info("building adapter %s → %s (first use; cached in %s)", source.name, target.name, dest)
-                TensorAdapter.fit(source, target, config, progress=progress).save_pretrained(tmp)
+                TensorAdapter.fit(source, target, config, words=words, progress=progress).save_pretrained(tmp)
     return TensorAdapter.from_pretrained(Path(dest), source=source, target=target, device=source.device)
