@@ -7,6 +7,7 @@ The core: words (:mod:`fuse.core.words`), the t-product algebra (:mod:`fuse.core
 
 from fuse._version import __version__
 from fuse.core.adapter import AdapterConfig, TensorAdapter
+from fuse.core.fit_config import AdapterFitConfig
 from fuse.models.backbones import Backbone, CausalLMBackbone, EncoderBackbone
 from fuse.core.bridge import Bridge, BridgeOutput
 from fuse.optim.chain import Chain
@@ -22,6 +23,7 @@ __all__ = [
     "word_slices",
     "TensorAdapter",
     "AdapterConfig",
+    "AdapterFitConfig",
     "Bridge",
     "Chain",
     "optimize",

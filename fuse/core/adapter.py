@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -40,13 +41,14 @@ from fuse._version import __version__
 from fuse.core.normal_equations import normal_equations
 from fuse.core.slices import word_slices
 from fuse.core.tproduct import from_fourier, t_product, t_transpose, to_fourier
-from fuse.core.wordlist import WORD_SOURCE, split_words
+from fuse.core.fit_config import SCHEMES, AdapterFitConfig
+from fuse.core.units import DEFAULT_UNIT, UNITS
+from fuse.core.wordlist import WORD_SOURCE, fit_split
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
-SCHEMES = ("padded", "bucket")
 
 
 @dataclass
@@ -70,6 +72,9 @@ class AdapterConfig:
     compute_dtype: str = "float64"
     fit_seconds: float = 0.0
     version: str = __version__
+    unit: str = DEFAULT_UNIT
+    language: str = "en"
+    leading_space: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -79,6 +84,8 @@ class AdapterConfig:
             raise ValueError(f"lam must be >= 0, got {self.lam}")
         if self.scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {self.scheme!r}; use one of {SCHEMES}")
+        if self.unit not in UNITS:
+            raise ValueError(f"unknown unit {self.unit!r}; use one of {UNITS}")
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"compute_dtype must be 'float32' or 'float64', got {self.compute_dtype!r}")
 
@@ -131,41 +138,50 @@ class TensorAdapter:
 
     # -- fitting --------------------------------------------------------------------------
     @classmethod
-    def fit(cls, source, target, *, words: list[str] | None = None, n_words: int = 8000, n_holdout: int = 2000,
-            k: int = 8, lam: float = 1e-3, scheme: str = "padded", seed: int = 0,
-            compute_dtype: str = "float64", progress: bool = False) -> "TensorAdapter":
+    def fit(cls, source, target, config: AdapterFitConfig | None = None, *, words: list[str] | None = None,
+            progress: bool = False, **options) -> "TensorAdapter":
         """Fit an adapter from ``source`` to ``target`` (two backbones).
 
         Args:
             source, target: backbones (``fuse.load(...)``) with ``.tokenizer`` and ``.embeddings``.
-            words: the shared words to fit on; default the seeded ``wordfreq`` split (``n_words``
-                fitted, ``n_holdout`` held out for :meth:`evaluate`, never fitted).
-            k: tube length (max tokens per word that the map covers).
-            lam: relative ridge weight λ.
-            scheme: ``"padded"`` or ``"bucket"``.
-            seed: seed of the word split.
-            compute_dtype: dtype of the per-frequency solves.
+            config: an :class:`~fuse.core.fit_config.AdapterFitConfig`; keyword ``options``
+                (``n_words=``, ``k=``, ``lam=``, ``scheme=``, ``seed=``, ``language=``, ``unit=``,
+                ``words_file=``, ``corpus=``, …) set or override its fields.
+            words: the shared words to fit on (all fitted, none held out); default the seeded split of
+                the config's word source (``n_words`` fitted, ``n_holdout`` held out for
+                :meth:`evaluate`, never fitted).
             progress: show a tqdm bar over the fitting stages.
 
         Words that either model splits into more than ``k`` tokens are left out of the fit.
         """
+        if config is None:
+            config = AdapterFitConfig(**options)
+        elif options:
+            config = dataclasses.replace(config, **options)
+        k, lam, scheme, compute_dtype = config.k, config.lam, config.scheme, config.compute_dtype
+        if words is None:
+            split = fit_split(config)
+            words, word_source, n_holdout = split.fit, split.source, len(split.holdout)
+        else:
+            word_source, n_holdout = "user", 0
         cfg = AdapterConfig(
             source=source.name, target=target.name, source_vocab_hash=source.vocab_hash,
             target_vocab_hash=target.vocab_hash, source_dim=source.dim, target_dim=target.dim, k=k, lam=lam,
-            scheme=scheme, n_words=n_words if words is None else len(words), n_holdout=n_holdout if words is None else 0,
-            word_source=WORD_SOURCE if words is None else "user", seed=seed, compute_dtype=compute_dtype,
+            scheme=scheme, n_words=config.n_words if word_source != "user" else len(words), n_holdout=n_holdout,
+            word_source=word_source, seed=config.seed, compute_dtype=compute_dtype, unit=config.unit,
+            language=config.language, leading_space=config.leading_space_resolved,
         )
-        if words is None:
-            words = split_words(n_words, n_holdout, seed).fit
+        if config.words_file is not None or config.corpus is not None:  # so `fuse adapter eval` finds the held-out words
+            cfg.extra["words_path"] = str(Path(config.words_file or config.corpus).resolve())
         if len(words) == 0:
             raise ValueError("no words to fit on; pass words=[...] or n_words > 0")
         from tqdm.auto import tqdm
 
         bar = tqdm(total=3, desc=f"adapter {source.name} → {target.name}", disable=not progress)
         t0 = time.perf_counter()
-        XA, cA = word_slices(source, words, k)
+        XA, cA = word_slices(source, words, k, leading_space=cfg.leading_space)
         bar.update()
-        XB, cB = word_slices(target, words, k)
+        XB, cB = word_slices(target, words, k, leading_space=cfg.leading_space)
         bar.update()
         XA, XB = XA.float(), XB.float().to(XA.device)
         keep = (cA <= k) & (cB <= k) & (cA > 0) & (cB > 0)
@@ -279,7 +295,8 @@ class TensorAdapter:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"TensorAdapter({c.source!r} → {c.target!r}, scheme={c.scheme}, k={c.k}, λ={c.lam:g}, words={c.n_fitted})"
+        return (f"TensorAdapter({c.source!r} → {c.target!r}, scheme={c.scheme}, k={c.k}, λ={c.lam:g}, words={c.n_fitted}, "
+                f"unit={c.unit}, language={c.language})")
 
 
 def _slot_mask(counts, k: int, like: torch.Tensor) -> torch.Tensor:

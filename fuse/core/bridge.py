@@ -12,9 +12,10 @@ and each word's source tokens and target tokens are paired (:func:`fuse.core.wor
 * ``"surrogate"``: every target word's embeddings are the adapter's image of the source word's
   embeddings (fully differentiable; for continuous prompt optimization).
 
-Words longer than ``k`` tokens (on either side) are split deterministically into
-``m = max(⌈s_A/k⌉, ⌈s_B/k⌉)`` consecutive chunks of near-equal size on both sides, and chunk ``i``
-is mapped to chunk ``i``; a chunk left with no source token passes no gradient. Tokens outside
+Words longer than ``k`` tokens (on either side), and text written without spaces, are cut by the
+adapter's unit (:mod:`fuse.core.units`; default: where both tokenizations share a boundary, merged
+up to ``k`` tokens), so every row pairs tokens that cover the same characters; a span with no shared
+boundary falls back to near-equal chunks paired by position, with a logged warning. Tokens outside
 any word (BOS/EOS/CLS/SEP) receive no gradient through the bridge.
 
 Example:
@@ -26,12 +27,15 @@ Example:
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 
 import torch
 
+from fuse.core.units import DEFAULT_UNIT, Row, word_rows
 from fuse.core.words import WordGroups, align, group_ids
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Bridge", "BridgeOutput", "BridgePlan", "make_plan"]
 
@@ -49,6 +53,9 @@ class BridgePlan:
         tgt_idx: ``(R, k)`` target token positions, ``-1`` past its count.
         counts_src, counts_tgt: ``(R,)`` tokens per row on each side.
         word: ``(R,)`` the word each row belongs to.
+        spans: ``(start, end)`` characters of the text each row stands for.
+        exact: ``(R,)`` whether each row's source and target tokens cover the same characters.
+        unit: the rule that cut the words into rows (:mod:`fuse.core.units`).
     """
 
     source: WordGroups
@@ -58,34 +65,50 @@ class BridgePlan:
     counts_src: torch.Tensor
     counts_tgt: torch.Tensor
     word: torch.Tensor
+    spans: list[tuple[int, int]] | None = None
+    exact: torch.Tensor | None = None
+    unit: str = DEFAULT_UNIT
 
 
-def _chunks(pos: list[int], m: int) -> list[list[int]]:
-    n = len(pos)
-    bounds = [round(i * n / m) for i in range(m + 1)]
-    return [pos[bounds[i] : bounds[i + 1]] for i in range(m)]
+_WARNED: set[str] = set()  # spans already warned about (bounded): an optimization loop re-plans every step
 
 
-def make_plan(source: WordGroups, target: WordGroups, k: int) -> BridgePlan:
-    """Pair every word's source and target tokens into rows of at most ``k`` tokens each side."""
-    rows_s, rows_t, words = [], [], []
-    for w, (ps, pt) in enumerate(zip(source.positions(), target.positions())):
-        if not ps or not pt:
+def _warn_inexact(text: str, spans: list[tuple[int, int]]) -> None:
+    for s, e in spans:
+        piece = text[s:e]
+        if piece in _WARNED:
             continue
-        m = max(math.ceil(len(ps) / k), math.ceil(len(pt) / k))
-        for cs, ct in zip(_chunks(ps, m), _chunks(pt, m)):
-            if cs and ct:
-                rows_s.append(cs)
-                rows_t.append(ct)
-                words.append(w)
-    R = len(rows_s)
+        if len(_WARNED) < 1000:
+            _WARNED.add(piece)
+        logger.warning("bridge: %r has no boundary that both tokenizers share within k tokens; its gradient rows "
+                       "pair tokens by position and may join tokens that cover different characters", piece)
+
+
+def make_plan(source: WordGroups, target: WordGroups, k: int, unit: str = DEFAULT_UNIT) -> BridgePlan:
+    """Pair every word's source and target tokens into rows of at most ``k`` tokens each side.
+
+    ``unit`` chooses how a word longer than ``k`` tokens (or a CJK word, for ``"segmenter"``) is
+    cut (:mod:`fuse.core.units`); words within ``k`` tokens are one row under every unit.
+    """
+    rows: list[Row] = []
+    words = []
+    text = source.text
+    for w, (ps, pt) in enumerate(zip(source.positions(), target.positions())):
+        for row in word_rows(text, source.spans[w], ps, pt, source.offsets, target.offsets, k, unit):
+            rows.append(row)
+            words.append(w)
+    R = len(rows)
     src_idx = torch.full((R, k), -1, dtype=torch.long)
     tgt_idx = torch.full((R, k), -1, dtype=torch.long)
-    for r, (cs, ct) in enumerate(zip(rows_s, rows_t)):
-        src_idx[r, : len(cs)] = torch.tensor(cs)
-        tgt_idx[r, : len(ct)] = torch.tensor(ct)
+    for r, row in enumerate(rows):
+        src_idx[r, : len(row.src)] = torch.tensor(row.src)
+        tgt_idx[r, : len(row.tgt)] = torch.tensor(row.tgt)
+    exact = torch.tensor([row.exact for row in rows], dtype=torch.bool)
+    spans = [row.span for row in rows]
+    if unit != "word" and not bool(exact.all()):
+        _warn_inexact(text, sorted({row.span for row in rows if not row.exact}))
     return BridgePlan(source, target, src_idx, tgt_idx, (src_idx >= 0).sum(1), (tgt_idx >= 0).sum(1),
-                      torch.tensor(words, dtype=torch.long))
+                      torch.tensor(words, dtype=torch.long), spans, exact, unit)
 
 
 def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -187,7 +210,7 @@ class Bridge:
         ids = [int(i) for i in torch.as_tensor(source_ids).reshape(-1).tolist()]
         g_src = group_ids(self.source.tokenizer, ids)
         a, b = align(g_src, self.target.tokenizer, add_special_tokens=self.add_special_tokens)
-        return make_plan(a, b, self.adapter.k)
+        return make_plan(a, b, self.adapter.k, getattr(self.adapter.config, "unit", DEFAULT_UNIT))
 
     def __call__(self, source_ids, source_embeds: torch.Tensor | None = None) -> BridgeOutput:
         """Bridge one sequence.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
 from pathlib import Path
 
 from fuse.core.adapter import TensorAdapter
+from fuse.core.fit_config import AdapterFitConfig
 from fuse.models.cache import atomic_dir, cache_dir
 
 logger = logging.getLogger(__name__)
@@ -24,12 +26,26 @@ def adapter_key(source, target, **fit_kwargs) -> str:
     return f"{_slug(source.name)}--{_slug(target.name)}--{digest}"
 
 
-def cached_adapter(source, target, *, progress: bool = False, **fit_kwargs) -> TensorAdapter:
-    """Load the adapter for this pair and these fit options from the cache, fitting it on first use."""
-    dest = cache_dir("adapters") / adapter_key(source, target, **fit_kwargs)
+def cached_adapter(source, target, config: AdapterFitConfig | None = None, *, progress: bool = False,
+                   **fit_kwargs) -> TensorAdapter:
+    """Load the adapter for this pair and these fit options from the cache, fitting it on first use.
+
+    Args:
+        config: an :class:`~fuse.core.fit_config.AdapterFitConfig` (defaults: 8,000 English words,
+            k=8, λ=1e-3, padded, seed 0, unit ``"boundary"``); keyword options override its fields
+            (the older call ``cached_adapter(a, b, n_words=8000, k=8, ...)`` still works).
+
+    The cache key holds the original five options always and the newer ones (language, unit, word
+    source, …) only when they differ from the defaults, so an English adapter cached earlier is found.
+    """
+    words = fit_kwargs.pop("words", None)  # an explicit word list (all fitted), named in the key as before
+    config = AdapterFitConfig(**fit_kwargs) if config is None else (
+        dataclasses.replace(config, **fit_kwargs) if fit_kwargs else config)
+    key_opts = config.cache_options() | ({"words": words} if words is not None else {})
+    dest = cache_dir("adapters") / adapter_key(source, target, **key_opts)
     if not dest.exists():
         with atomic_dir(dest) as tmp:
             if tmp is not None:
                 logger.info("building adapter %s → %s (first use; cached in %s)", source.name, target.name, dest)
-                TensorAdapter.fit(source, target, progress=progress, **fit_kwargs).save_pretrained(tmp)
+                TensorAdapter.fit(source, target, config, words=words, progress=progress).save_pretrained(tmp)
     return TensorAdapter.from_pretrained(Path(dest), source=source, target=target, device=source.device)
