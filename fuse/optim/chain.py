@@ -9,23 +9,44 @@ own tokenization of the text); :meth:`Chain.gradient` differentiates through the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Sequence
 
 import torch
 
 from fuse.core.bridge import Bridge
+from fuse.core.fit_config import AdapterFitConfig
 from fuse.models.adapter_cache import cached_adapter
 from fuse.models.batching import pad_ids
 from fuse.models.run_state import RunState
 from fuse.objectives import as_objective
 from fuse.optim.chain_base import BaseChain, Evaluation, Known, Term, cat_evaluations
 
-__all__ = ["Chain", "Evaluation", "Term", "DEFAULT_ADAPTER"]
+__all__ = ["Chain", "Evaluation", "Term", "adapter_fit"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ADAPTER = dict(n_words=8000, k=8, lam=1e-3, scheme="padded", seed=0)
+
+
+def adapter_fit(config: AdapterFitConfig | None, options: dict | None) -> tuple[AdapterFitConfig, dict]:
+    """The fit config of adapters a chain builds on first use, and the keywords ``cached_adapter`` takes besides it.
+
+    ``options`` is the older dict form (``adapter_options={"n_words": 4000}``): its fields override ``config``'s
+    (default :class:`~fuse.core.fit_config.AdapterFitConfig`: 8,000 wordfreq words, k = 8, λ = 1e-3, padded, seed 0);
+    ``words`` (an explicit word list) is passed through.
+    """
+    if config is not None and not isinstance(config, AdapterFitConfig):
+        raise ValueError(f"adapter_config must be an AdapterFitConfig, got {type(config).__name__}")
+    options = dict(options or {})
+    extra = {"words": options.pop("words")} if "words" in options else {}
+    config = config or AdapterFitConfig()
+    try:
+        config = dataclasses.replace(config, **options) if options else config
+    except TypeError as e:
+        raise ValueError(f"unknown adapter option in {sorted(options)}: the fields are those of AdapterFitConfig "
+                         f"({e})") from None
+    return config, extra
 
 
 class Chain(BaseChain):
@@ -36,19 +57,21 @@ class Chain(BaseChain):
         terms: ``[(objective_or_backbone, weight), ...]``; weights must be > 0.
         adapters: optional ``{backbone_name: TensorAdapter}`` to use instead of building them.
         mode: bridge mode, ``"exact"`` (default) or ``"surrogate"``.
-        adapter_options: fit options for adapters built on first use (defaults: 8,000 words, k=8).
+        adapter_config: how adapters built on first use are fitted (:class:`~fuse.core.fit_config.AdapterFitConfig`;
+            default 8,000 wordfreq words, k = 8).
+        adapter_options: the older dict form of the same options (overrides ``adapter_config``'s fields).
         target_text, label: passed to :func:`~fuse.objectives.as_objective` for bare backbones.
     """
 
     def __init__(self, primary, terms, *, adapters: dict | None = None, mode: str = "exact",
                  adapter_options: dict | None = None, target_text: str | None = None, label: str | None = None,
-                 routing: str = "word"):
+                 routing: str = "word", adapter_config: AdapterFitConfig | None = None):
         if not hasattr(primary, "tokenizer") or not hasattr(primary, "embeddings"):
             raise ValueError(f"the primary must be a fuse backbone (fuse.load(...)), got {type(primary).__name__}")
         if not terms:
             raise ValueError("a chain needs at least one (objective, weight) term")
         terms_out: list[Term] = []
-        opts = {**DEFAULT_ADAPTER, **(adapter_options or {})}
+        fit, extra = adapter_fit(adapter_config, adapter_options)
         adapters = dict(adapters or {})
         for item in terms:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -70,7 +93,7 @@ class Chain(BaseChain):
                                  "input-embedding matrix (load it with fuse.load)")
             adapter = adapters.get(bb.name)
             if adapter is None:
-                adapter = cached_adapter(primary, bb, **opts)
+                adapter = cached_adapter(primary, bb, fit, **extra)
                 adapters[bb.name] = adapter
             if not adapter.T.is_floating_point() or adapter.T.dtype in (torch.float16, torch.bfloat16):
                 adapter.to(dtype=torch.float32)  # the adapter's math stays in float32 whatever the models' dtypes

@@ -83,7 +83,8 @@ class PromptChain(BaseChain):
             cached, :func:`~fuse.models.adapter_cache.cached_adapter` with ``adapter_options``).
         chat_templates: ``{model name: Jinja chat template}`` for models whose tokenizer has none (or to replace it).
         loss, mellowmax_alpha: the continuation loss (:class:`~fuse.objectives.Continuation`).
-        adapter_options: fit options for adapters built on first use (default ``fuse.optim.chain.DEFAULT_ADAPTER``).
+        adapter_config, adapter_options: how adapters built on first use are fitted, as for
+            :class:`~fuse.optim.chain.Chain` (default :class:`~fuse.core.fit_config.AdapterFitConfig`).
 
     Attributes:
         edge_drops: ``Counter`` of refused candidates by term label (a span whose edges merge with that model's fixed
@@ -91,8 +92,9 @@ class PromptChain(BaseChain):
     """
 
     def __init__(self, models, prompts, *, adapters: dict | None = None, chat_templates: dict | None = None,
-                 loss: str = "ce", mellowmax_alpha: float = 1.0, adapter_options: dict | None = None):
-        from fuse.optim.chain import DEFAULT_ADAPTER
+                 loss: str = "ce", mellowmax_alpha: float = 1.0, adapter_options: dict | None = None,
+                 adapter_config=None):
+        from fuse.optim.chain import adapter_fit
 
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         if not models:
@@ -113,14 +115,14 @@ class PromptChain(BaseChain):
             raise ValueError(f"chat templates for unknown models {sorted(unknown)}; the models are {names}")
         primary = models[0]
         adapters = dict(adapters or {})
-        opts = {**DEFAULT_ADAPTER, **(adapter_options or {})}
+        fit, extra = adapter_fit(adapter_config, adapter_options)
         bridges = {}
         for m in models[1:]:
             if not getattr(m.tokenizer, "is_fast", False):
                 raise ValueError(f"no adapter possible to {m.name!r}: it needs a fast tokenizer")
             ad = adapters.get(m.name)
             if ad is None:
-                ad = adapters[m.name] = cached_adapter(primary, m, **opts)
+                ad = adapters[m.name] = cached_adapter(primary, m, fit, **extra)
             if not ad.T.is_floating_point() or ad.T.dtype in (torch.float16, torch.bfloat16):
                 ad.to(dtype=torch.float32)  # the adapter's math stays in float32 whatever the models' dtypes
             ad.to(device=primary.device)

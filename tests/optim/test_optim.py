@@ -138,7 +138,10 @@ def test_cli_optimize_json(monkeypatch, capsys, tmp_path):
     from fuse.cli import main
 
     monkeypatch.setenv("FUSE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("fuse.optim.chain.DEFAULT_ADAPTER", dict(words=WORDS, k=4, lam=1e-3, scheme="padded", seed=0))
+    import fuse.optim.chain as chain_module
+
+    real = chain_module.cached_adapter  # the CLI's chain fits its adapter on the tiny models' own words
+    monkeypatch.setattr(chain_module, "cached_adapter", lambda a, b, config, **kw: real(a, b, config, words=WORDS, k=4))
     lm, enc = tiny_causal_lm(bpe_tokenizer(), d=16), tiny_encoder(wordpiece_tokenizer(), d=12)
     for name, m in (("lm", lm), ("enc", enc)):
         m.model.save_pretrained(tmp_path / name)
