@@ -18,7 +18,7 @@ class AutoDAN(Optimizer):
     ``−∇ / std(∇) + lm_weight · log p_LM(token | text so far)`` (the gradient of the chain's loss with
     respect to the new position's one-hot, through the adapters; the LM term keeps the text readable
     and needs a causal-LM primary). One batched forward/backward serves every beam, and the LM's
-    next-token logits are read from that same forward when the chain scores the primary itself. The top
+    next-token logits are read from that same forward when a Fluency term on the primary runs it. The top
     ``batch_size / beams`` of each beam are evaluated exactly and the best ``beam_width`` sequences are kept.
     ``n_tokens`` steps, or until the budget. Options: :class:`~fuse.optim.config.AutoDANConfig`.
     """

@@ -100,7 +100,8 @@ class Optimizer:
         if config.search == "beam" and not self.supports_beam:
             raise ValueError(f"{self.name} optimizes one continuous prompt; use search='greedy'")
         if not isinstance(chain, BaseChain):
-            raise ValueError(f"optimizers take a fuse Chain (or DataParallelChain), got {type(chain).__name__}")
+            raise ValueError(f"optimizers take a chain (a subclass of fuse.optim.chain_base.BaseChain: Chain, PromptChain, "
+                             f"DataParallelChain), got {type(chain).__name__}")
         self.chain, self.config = chain, config
         self.pool_width = config.beam_width if config.search == "beam" else 1  # sequences a step keeps
         self.eval_batch_size = config.eval_batch_size or config.batch_size

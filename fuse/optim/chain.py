@@ -120,7 +120,7 @@ class Chain(BaseChain):
 
     def subset(self, indices: Sequence[int]) -> "Chain":
         """A chain over ``terms[i] for i in indices``, sharing this chain's bridges and adapters."""
-        return Chain._from_terms(self.primary, [self.terms[i] for i in self._check_subset(indices)], self.adapters)
+        return type(self)._from_terms(self.primary, [self.terms[i] for i in self._check_subset(indices)], self.adapters)
 
     def __repr__(self) -> str:
         return f"Chain({self.primary.name!r}, {[(t.label, t.weight) for t in self.terms]!r})"
@@ -166,7 +166,7 @@ class Chain(BaseChain):
                 if j in known:
                     scored.append((known[j][i : i + batch_size], None))
                 elif t.bridge is None:
-                    scored.append(t.objective.score_ids(ids, mask, batch_size, state=self._state(state, j)))
+                    scored.append(t.objective.score_ids(ids, mask, batch_size, state=self._state(state, t)))
                 else:
                     scored.append(t.objective.score_texts(chunk, batch_size))
             out.append(self.combine(scored))
@@ -186,9 +186,12 @@ class Chain(BaseChain):
 
     # -- gradients ------------------------------------------------------------------------
     @staticmethod
-    def _state(state: RunState | None, j: int, on_primary: bool = True):
-        """The run state of term ``j``'s model: the primary's terms share one, every other term has its own."""
-        return None if state is None else state.lm("primary" if on_primary else ("term", j))
+    def _state(state: RunState | None, term: Term):
+        """The run state of a term's model: the primary's terms share the slot ``"primary"``; every other model has
+        one of its own, named by the model (stable under :meth:`subset`, which renumbers the terms)."""
+        if state is None:
+            return None
+        return state.lm("primary" if term.on_primary else ("model", term.objective.backbone.name))
 
     def losses_from_embeds(self, ids: torch.Tensor, x: torch.Tensor, state: RunState | None = None) -> torch.Tensor:
         """Per-term losses ``(B, T)`` (float32, primary's device) of primary sequences ``ids (B, L)`` embedded as
@@ -197,10 +200,10 @@ class Chain(BaseChain):
         B, L = ids.shape
         ones = torch.ones_like(ids)
         parts = []
-        for j, t in enumerate(self.terms):
+        for t in self.terms:
             bb = t.objective.backbone
             if t.bridge is None:
-                loss = t.objective.loss(x.to(bb.dtype), ids, ones, state=self._state(state, j))
+                loss = t.objective.loss(x.to(bb.dtype), ids, ones, state=self._state(state, t))
             else:
                 outs = [t.bridge(ids[b], x[b]) for b in range(B)]
                 Lb = max(o.ids.shape[0] for o in outs)
@@ -213,7 +216,7 @@ class Chain(BaseChain):
                     tids[b, :n], mask[b, :n] = o.ids, 1
                     rows.append(torch.nn.functional.pad(o.inputs_embeds, (0, 0, 0, Lb - n)))
                 emb = torch.stack(rows)
-                loss = t.objective.loss(emb, tids, mask, state=self._state(state, j, on_primary=False))
+                loss = t.objective.loss(emb, tids, mask, state=self._state(state, t))
             parts.append(loss.to(device=self.device, dtype=torch.float32))
         return torch.stack(parts, dim=1)
 

@@ -39,7 +39,8 @@ class Evaluator:
         layout: where the free tokens go.
         budget: exact evaluations allowed (cache hits are free).
         batch_size: sequences per forward when scoring.
-        cache: remember evaluations by free tokens.
+        cache: answer a candidate met before from :attr:`scored` (every evaluation is kept there either way: growth
+            optimizers read their beams' values from it).
         complete_length: when set, only candidates of this many free tokens can become :attr:`best`; shorter ones
             are kept apart (:attr:`partial`, the fallback of a growth-based optimizer).
         on_scored: called with the number of new evaluations after each batch (a progress bar).
@@ -136,7 +137,7 @@ class Evaluator:
         self.dropped += refused
         self.evaluations += len(todo) - refused
         if self.on_scored is not None:
-            self.on_scored(len(todo), self.best.loss)
+            self.on_scored(len(todo) - refused, self.best.loss)
         return out
 
     def screen(self, frees: Sequence[Sequence[int]]) -> tuple[list[int], list[str]]:

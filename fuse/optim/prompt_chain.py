@@ -34,7 +34,7 @@ from fuse.models.batching import pad_ids
 from fuse.models.run_state import RunState
 from fuse.models.templates import Rendered, render
 from fuse.objectives.language import Continuation
-from fuse.optim.chain_base import BaseChain, Evaluation, Known, Layout, Term, cat_evaluations
+from fuse.optim.chain_base import BaseChain, Evaluation, Known, Layout, Term
 
 __all__ = ["PromptChain", "PromptTarget", "as_prompts"]
 

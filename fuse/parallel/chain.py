@@ -117,20 +117,21 @@ class DataParallelChain(BaseChain):
     # -- gradients: rank 0 computes, everyone receives the same bits ------------------------
     def embedding_gradients(self, seqs, positions=None, state: RunState | None = None):
         """:meth:`Chain.embedding_gradients <fuse.optim.chain.Chain.embedding_gradients>` computed on rank 0 and
-        broadcast (identical on every rank; an error on rank 0 is raised on every rank). The KV cache a
-        single-sequence pass leaves in ``state`` (an optimizer's center) is broadcast with it, so every rank crops
-        the same cache when it scores its share of the candidates."""
+        broadcast (identical on every rank, on the primary's device; an error on rank 0 is raised on every rank).
+
+        What the pass leaves in the run's ``state`` travels with it, slot by slot, so the ranks' states stay equal: a
+        new center KV cache (every rank then crops the same cache when it scores its share; a cache layout that
+        cannot be sent is dropped on rank 0 too) and the logits a slot records (``LMState.recording_logits``).
+        """
         if self.world_size == 1:
             return self._timed("gradient", self.chain.embedding_gradients, seqs, positions, state)
         result, error = None, None
-        primary = None if state is None else state.lm("primary")
-        before = None if primary is None else primary.center_kv
+        slots = {} if state is None else state.slots
+        before = {key: lm.center_kv for key, lm in slots.items()}
         if self.rank == 0:
             try:
                 result = self._timed("gradient", self.chain.embedding_gradients, seqs, positions, state)
-                center = None if primary is None or primary.center_kv is before else primary.center_kv
-                layers = None if center is None else cache_tensors(center[1])
-                result = (*result, None if layers is None else (center[0], layers))
+                result = (*result, self._changes(slots, before))
             except Exception as e:
                 error = e
         t0 = time.perf_counter()
@@ -138,13 +139,33 @@ class DataParallelChain(BaseChain):
         self._tick("broadcast", t0)
         if error is not None:
             raise error
-        *out, center = out
-        if primary is not None:
-            if center is not None and self.rank != 0:
-                primary.center_kv = (center[0], cache_from_tensors(center[1]))
-            elif center is None and primary.center_kv is not before:
-                primary.center_kv = before  # a layout that cannot be sent: no rank uses the new one
-        return tuple(out)
+        *out, changes = out
+        device = self.primary.device
+        for key, center, recorded in changes:
+            lm = state.lm(key)
+            if center == "drop":
+                lm.center_kv = before.get(key)  # rank 0 could not send it: no rank uses the new one
+            elif center is not None and self.rank != 0:
+                emb, layers = center
+                lm.center_kv = (emb.to(device), cache_from_tensors([(k.to(device), v.to(device)) for k, v in layers]))
+            if lm.record_at is not None and self.rank != 0:
+                lm.recorded = None if recorded is None else recorded.to(device)
+        return tuple(t.to(device) for t in out)
+
+    @staticmethod
+    def _changes(slots: dict, before: dict) -> list:
+        """``[(slot key, center, recorded), ...]`` for every slot the pass touched: ``center`` is ``(embeddings,
+        [(keys, values), ...])`` for a new center KV cache, ``"drop"`` for one that cannot be sent, ``None`` for
+        none; ``recorded`` the logits a recording slot kept."""
+        out = []
+        for key, lm in slots.items():
+            center = None
+            if lm.center_kv is not None and lm.center_kv is not before.get(key):
+                layers = cache_tensors(lm.center_kv[1])
+                center = "drop" if layers is None else (lm.center_kv[0], layers)
+            if center is not None or lm.record_at is not None:
+                out.append((key, center, lm.recorded if lm.record_at is not None else None))
+        return out
 
     def _timed(self, phase, fn, *args, **kwargs):
         t0 = time.perf_counter()

@@ -55,7 +55,10 @@ def optimize_all(lm, enc, adapters) -> dict:
         r = opt.run()
         out[f"{name}-{search}-{micro}"] = dict(text=r.best_text, ids=r.best_ids, loss=r.best_loss, losses=r.losses,
                                                evaluations=r.evaluations, history=r.history, stopped=r.stopped)
-    out["gcg-center"] = center_run(lm.name.rsplit("/", 1)[0])
+    folder = lm.name.rsplit("/", 1)[0]
+    out["gcg-center"] = center_run(folder)
+    out["autodan-recorded"] = recorded_run(folder)
+    out["prompt-chain"] = prompt_chain_run(lm, folder)
     texts = [" ".join(WORDS[i : i + 1 + i % 5]) for i in range(11)]
     ev = DataParallelChain(chain, micro_batch=3).evaluate(texts)
     out["evaluate"] = dict(total=ev.total.tolist(), parts=ev.parts.tolist())
@@ -78,6 +81,39 @@ def center_run(folder: str) -> dict:
     r = opt.run()
     return dict(text=r.best_text, ids=r.best_ids, loss=r.best_loss, evaluations=r.evaluations, history=r.history,
                 center_used=sum(used[1:]), scorings=len(used) - 1)
+
+
+def recorded_run(folder: str) -> dict:
+    """AutoDAN whose primary has a Fluency and a Continuation term: no fast path, so the new token is ranked by the
+    LM logits recorded during the gradient pass (rank 0's, sent to the other ranks with the gradient)."""
+    lm64 = load(str(Path(folder) / "lm64"), kind="causal_lm")
+    chain = Chain(lm64, [(Fluency(lm64), 0.5), (Continuation(lm64, " over the lazy dog"), 1.0)])
+    opt = make_optimizer("autodan", DataParallelChain(chain, micro_batch=3), n_tokens=3, prefix="the quick",
+                         budget=36, batch_size=12, search="beam", beam_width=2, seed=0)
+    assert not opt.fluency_at_end()
+    fallbacks, forward = [], opt._lm_logprobs
+
+    def spy(*a, **k):  # a separate forward: the recorded logits were not at hand on this rank
+        fallbacks.append(1)
+        return forward(*a, **k)
+
+    opt._lm_logprobs = spy
+    r = opt.run()
+    return dict(text=r.best_text, loss=r.best_loss, evaluations=r.evaluations, history=r.history,
+                fallbacks=len(fallbacks))
+
+
+def prompt_chain_run(lm, folder: str) -> dict:
+    """GCG on a PromptChain of two LMs (the span inside a prompt, text after it), data-parallel."""
+    from fuse.optim.prompt_chain import PromptChain
+
+    lm64 = load(str(Path(folder) / "lm64"), kind="causal_lm")
+    prompts = [("the quick{optim_str} over the lazy", " dog"), ("a small{optim_str} on the", " lake")]
+    chain = PromptChain([lm, lm64], prompts, adapters={lm64.name: TensorAdapter.fit(lm, lm64, words=WORDS, k=4)})
+    opt = make_optimizer("gcg", DataParallelChain(chain, micro_batch=3), n_tokens=3, budget=48, batch_size=12, seed=3)
+    r = opt.run()
+    return dict(text=r.best_text, loss=r.best_loss, losses=r.losses, evaluations=r.evaluations, history=r.history,
+                dropped=r.dropped)
 
 
 def caption_job(lm, enc, adapters, log=None) -> list[dict] | None:

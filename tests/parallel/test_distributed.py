@@ -80,6 +80,10 @@ def test_the_centers_cache_is_used_on_every_rank_and_equals_one_process(two_rank
     assert want["center_used"] >= want["scorings"] - 1 > 2
     for res in ranks:
         assert res["optim"]["gcg-center"] == want
+    # AutoDAN ranking by the logits recorded in the gradient pass: every rank has them (sent with the gradient)
+    assert ref["autodan-recorded"]["fallbacks"] == 0
+    for res in ranks:
+        assert res["optim"]["autodan-recorded"] == ref["autodan-recorded"]
 
 
 def test_caption_job_equals_one_process_and_is_logged_once(two_ranks, one_process):
