@@ -246,10 +246,10 @@ def test_optimizers_run_on_a_two_model_chain_and_a_wrapped_one_agrees(two, name)
 
 
 def test_the_short_call(models, adapters):
-    a, b, _ = models
-    res = fuse.optimize_prompt([a, b], PROMPTS[0][0], PROMPTS[0][1], GCGConfig(n_tokens=3, budget=24, batch_size=8),
-                               adapters={b.name: adapters[b.name]}, chat_templates={"bpe-lm": CHATML, "uni-lm": PLAIN})
-    assert set(res.losses) == {"bpe-lm:prompt0", "uni-lm:prompt0"} and res.evaluations > 0
+    a, _, c = models  # two byte-level BPEs: the in-process Unigram trains to another vocabulary in every process
+    res = fuse.optimize_prompt([a, c], PROMPTS[0][0], PROMPTS[0][1], GCGConfig(n_tokens=3, budget=24, batch_size=8),
+                               adapters={c.name: adapters[c.name]}, chat_templates={"bpe-lm": CHATML})
+    assert set(res.losses) == {"bpe-lm:prompt0", "llama3-lm:prompt0"} and res.evaluations > 0
     many = fuse.optimize_prompt([a], [("the quick{optim_str}", " a cat"), ("a picture of{optim_str}", " the sun")],
                                 config=GCGConfig(n_tokens=2, budget=16, batch_size=8))
     assert set(many.losses) == {"bpe-lm:prompt0", "bpe-lm:prompt1"}
