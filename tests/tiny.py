@@ -7,6 +7,7 @@ tokenizers are genuinely different.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -22,6 +23,17 @@ CORPUS = [
     "naïve café déjà vu — unicode text with accents and dashes",
     "tensors stack slices; the fourier transform diagonalizes circulant blocks",
 ] * 4
+
+
+#: the Unigram and WordPiece trainers are not deterministic across processes (their vocabularies break ties by hash
+#: order): at their default sizes the tokenizers are loaded from files trained once by this module (a few KB), so
+#: every test process sees the same vocabulary. Delete a file to retrain it (``python tests/tiny.py`` rewrites them).
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _saved(name: str, vocab_size: int, default: int) -> Tokenizer | None:
+    path = DATA / f"{name}-tokenizer.json"
+    return Tokenizer.from_file(str(path)) if vocab_size == default and path.exists() else None
 
 
 def _wrap(tok: Tokenizer, **special) -> PreTrainedTokenizerFast:
@@ -44,6 +56,9 @@ def bpe_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
 @functools.lru_cache(maxsize=None)
 def unigram_tokenizer(vocab_size: int = 200) -> PreTrainedTokenizerFast:
     """SentencePiece-style Unigram (``▁`` marks a word start), no special tokens added."""
+    saved = _saved("unigram", vocab_size, 200)
+    if saved is not None:
+        return _wrap(saved, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -57,6 +72,9 @@ def unigram_tokenizer(vocab_size: int = 200) -> PreTrainedTokenizerFast:
 @functools.lru_cache(maxsize=None)
 def wordpiece_tokenizer(vocab_size: int = 250) -> PreTrainedTokenizerFast:
     """BERT-style WordPiece (``##`` continuations, lowercasing), with [CLS] … [SEP]."""
+    saved = _saved("wordpiece", vocab_size, 250)
+    if saved is not None:
+        return _wrap(saved, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -167,3 +185,11 @@ def tiny_chain():
     enc = tiny_encoder(wordpiece_tokenizer(), d=12)
     ad = TensorAdapter.fit(lm, enc, words=WORDS, k=4)
     return Chain(lm, [(Fluency(lm), 1.0), (Similarity(enc, "a cat on a mat"), 2.0)], adapters={enc.name: ad})
+
+
+if __name__ == "__main__":  # retrain the saved tokenizers (their vocabularies then change: rerun the suite)
+    DATA.mkdir(exist_ok=True)
+    for name in ("unigram", "wordpiece"):
+        (DATA / f"{name}-tokenizer.json").unlink(missing_ok=True)
+    unigram_tokenizer().backend_tokenizer.save(str(DATA / "unigram-tokenizer.json"))
+    wordpiece_tokenizer().backend_tokenizer.save(str(DATA / "wordpiece-tokenizer.json"))
