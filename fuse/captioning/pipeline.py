@@ -158,13 +158,6 @@ class CaptionConfig:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "optim"}
         return {"optimizer": self.optimizer, "optim": self.optim.to_dict(), **out, "alpha": list(self.alpha)}
 
-    def __getattr__(self, name):  # only called for names that are not attributes: the old flat fields
-        if name in _SEARCH_FIELDS and "optim" in self.__dict__:
-            warnings.warn(f"CaptionConfig.{name} is deprecated: the search's options live in its optimizer's config; "
-                          f"read config.optim.{name}", DeprecationWarning, stacklevel=2)
-            return getattr(self.__dict__["optim"], name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def __setattr__(self, name, value):
         if name in _SEARCH_FIELDS:
             raise AttributeError(f"CaptionConfig has no field {name!r}: it is the search's; use "
@@ -176,6 +169,22 @@ _NAMES = {cls.config_class: name for name, cls in OPTIMIZER_CLASSES.items()}
 # the search fields of the flat CaptionConfig before the config tree, and their defaults
 _FLAT_DEFAULTS = dict(lm_weight=0.25, use_gradient=True, complete_only=True, search="beam")
 _SEARCH_FIELDS = frozenset(f.name for c in CONFIGS for f in fields(c))
+
+
+def _deprecated_search_field(name: str) -> property:
+    """``CaptionConfig.<name>`` for a field of the search (the form before the config tree): reads ``optim.<name>``
+    with a DeprecationWarning."""
+
+    def read(self):
+        warnings.warn(f"CaptionConfig.{name} is deprecated: the search's options live in its optimizer's config; "
+                      f"read config.optim.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(self.optim, name)
+
+    return property(read, doc=f"Deprecated: ``config.optim.{name}``.")
+
+
+for _name in sorted(_SEARCH_FIELDS):  # one explicit read-only property per old flat field, no attribute forwarding
+    setattr(CaptionConfig, _name, _deprecated_search_field(_name))
 
 
 def _optimizer_class(name: str):
