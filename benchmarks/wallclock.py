@@ -14,8 +14,9 @@ import time
 from fuse.optim import CONFIGS
 
 
-def run_timed(chain, config, seconds: float | None = None):
-    """``(optimizer, result)`` of ``config``'s optimizer on ``chain``, stopped after ``seconds`` (``None``: no limit).
+def run_timed(chain, config, seconds: float | None = None, min_evaluations: int = 0):
+    """``(optimizer, result)`` of ``config``'s optimizer on ``chain``, stopped after ``seconds`` (``None``: no limit),
+    but not before ``min_evaluations`` evaluations (a run that is read both at equal time and at equal evaluations).
 
     Every ``result.history`` entry gains ``"seconds"`` (since the start of ``run()``).
     """
@@ -36,7 +37,8 @@ def run_timed(chain, config, seconds: float | None = None):
 
         def _stop(self):
             why = super()._stop()
-            if why is None and seconds is not None and time.perf_counter() - self._t0 >= seconds:
+            if (why is None and seconds is not None and time.perf_counter() - self._t0 >= seconds
+                    and self.evaluations >= min_evaluations):
                 return "time"
             return why
 
@@ -50,6 +52,12 @@ def at_time(history: list[dict], seconds: float) -> dict:
     if not done:
         return {"step": 0, "evaluations": 0, "best_loss": float("inf"), "best_text": None, "seconds": 0.0}
     return done[-1]
+
+
+def at_evaluations(history: list[dict], evaluations: int) -> dict:
+    """The last history entry whose evaluations are at most ``evaluations`` (the first entry when none is)."""
+    done = [h for h in history if h["evaluations"] <= evaluations]
+    return done[-1] if done else history[0]
 
 
 def at_step(history: list[dict], step: int) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.wallclock import at_step, at_time, run_timed
+from benchmarks.wallclock import at_evaluations, at_step, at_time, run_timed
 from fuse.objectives import Continuation
 from fuse.optim import GCGConfig, RandomSearchConfig, optimize
 from fuse.optim.chain import Chain
@@ -41,6 +41,14 @@ def test_the_clock_stops_a_run_and_the_cut_reads_the_history_at_that_time(chain)
     assert cut is res.history[-2]
     assert at_time(res.history, res.history[0]["seconds"] / 2)["step"] == 0
     assert at_step(res.history, 1) is res.history[0] and at_step(res.history, 10**9) is res.history[-1]
+
+
+def test_a_run_read_at_equal_evaluations_runs_past_its_clock_until_it_has_them(chain):
+    config = GCGConfig(n_tokens=16, budget=10**6, batch_size=8, top_k=128, seed=0)
+    _, res = run_timed(chain, config, seconds=1e-6, min_evaluations=40)
+    assert res.stopped == "time" and res.history[-1]["evaluations"] >= 40 > res.history[-2]["evaluations"]
+    cut = at_evaluations(res.history, 40)
+    assert cut["evaluations"] <= 40 and all(h["evaluations"] > 40 for h in res.history if h["step"] > cut["step"])
 
 
 def test_bad_input_raises(chain):

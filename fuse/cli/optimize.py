@@ -15,7 +15,8 @@ from fuse.optim.config import ACCEPT, SEARCHES
 from fuse.parallel.config import SHARDS, ParallelConfig
 
 # options that do not change a target's result (left out of the job id that guards resuming)
-_NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard", "config", "parallel")
+_NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard", "config", "parallel",
+               "prompts", "model", "chat_template")  # (the last three do not go with --targets)
 
 #: the irregular optimizer flags, shared with ``fuse caption``; every other field's flag is plain ``--field-name``
 OPTIMIZER_FLAGS = {
@@ -75,6 +76,16 @@ def register(sub) -> None:
                    help="optimize one prompt per target: a text file (one target text per line) or JSONL "
                         "({\"target_text\": ..., \"id\": ..., and any of prefix, seed, n_tokens, budget}); "
                         "sharded across torchrun ranks")
+    p.add_argument("--prompts", metavar="FILE", default=None,
+                   help="optimize one span for every prompt in FILE and every LM (--primary and each --model): JSONL of "
+                        "{\"messages\": [...with {optim_str}], \"target\": ...} (or \"prompt\": a string with "
+                        "{optim_str}); several prompts make a universal span (docs/prompts.md)")
+    p.add_argument("--model", action="append", default=[], metavar="MODEL",
+                   help="with --prompts: another LM that must continue every prompt with its target (its gradient "
+                        "reaches the span through an adapter)")
+    p.add_argument("--chat-template", action="append", default=[], metavar="MODEL=FILE",
+                   help="with --prompts: the Jinja chat template MODEL renders the messages with (a file, or 'gemma' "
+                        "for fuse's Gemma-style one: the bundled Gemma-3 has none)")
     p.add_argument("--output", metavar="FILE.jsonl", default=None,
                    help="with --targets: append each finished target's record here; a rerun skips finished ones")
     g = p.add_argument_group("optimizer", "the fields of the --optimizer's config (fuse/optim/config.py); [gcg] and "
@@ -132,6 +143,59 @@ def build_terms(args, load):
     return primary, terms
 
 
+def chat_templates(specs: list[str]) -> dict[str, str]:
+    """``{model name: template}`` from ``--chat-template MODEL=FILE`` flags (``gemma``: fuse's Gemma-style one)."""
+    from pathlib import Path
+
+    from fuse.models.templates import GEMMA_CHAT_TEMPLATE
+
+    out = {}
+    for spec in specs:
+        name, sep, where = spec.rpartition("=")
+        if not sep or not name or not where:
+            raise ValueError(f"--chat-template takes MODEL=FILE (or MODEL=gemma), got {spec!r}")
+        if where == "gemma":
+            out[name] = GEMMA_CHAT_TEMPLATE
+        elif Path(where).is_file():
+            out[name] = Path(where).read_text(encoding="utf-8")
+        else:
+            raise ValueError(f"--chat-template {spec!r}: {where!r} is neither a file nor 'gemma'")
+    return out
+
+
+def run_prompts(args, load) -> dict:
+    """``--prompts FILE``: one span for every prompt and every LM (:class:`fuse.PromptChain`)."""
+    from dataclasses import replace
+
+    from fuse.optim import PromptChain, optimize
+    from fuse.optim.prompt_file import read_prompts
+    from fuse.parallel import DataParallelChain, is_main
+
+    clash = [flag for flag, given in (("--targets", args.targets), ("--target-text", args.target_text),
+                                      ("--target-continuation", args.target_continuation),
+                                      ("--secondary", args.secondary), ("--primary-weight", args.primary_weight),
+                                      ("--probe-draft", args.probe_draft),
+                                      ("--prefix", args.config.prefix)) if given]
+    if clash:
+        raise ValueError(f"--prompts FILE sets the whole objective (every model continues every prompt with its "
+                         f"target); drop {', '.join(clash)}")
+    prompts = read_prompts(args.prompts)
+    templates = chat_templates(args.chat_template)
+    models = [load(name, device=args.device, dtype=args.dtype) for name in [args.primary, *args.model]]
+    unknown = sorted(set(templates) - {m.name for m in models} - {args.primary, *args.model})
+    if unknown:
+        raise ValueError(f"--chat-template for {unknown}, which is not --primary or a --model")
+    spelled = dict(zip([args.primary, *args.model], models))
+    templates = {getattr(spelled.get(k), "name", k): v for k, v in templates.items()}
+    chain = PromptChain(models, prompts, chat_templates=templates, loss="mellowmax" if args.mellowmax else "ce")
+    config = replace(args.config, progress=not args.no_progress and is_main())
+    res = optimize(DataParallelChain(chain, micro_batch=args.parallel.micro_batch), config)
+    return {"best_text": res.best_free_text, "best_loss": res.best_loss, "losses": res.losses,
+            "evaluations": res.evaluations, "dropped": res.dropped, "seconds": round(res.seconds, 3),
+            "optimizer": res.optimizer, "stopped": res.stopped, "matched": res.matched, "seed": config.seed,
+            "prompts": len(prompts), "models": [m.name for m in models]}
+
+
 def run(args) -> int:
     from dataclasses import replace
 
@@ -141,6 +205,18 @@ def run(args) -> int:
     from fuse.parallel import DataParallelChain, JobLog, is_main, job_id, run_job, world_size
     from fuse.parallel.targets import read_targets
 
+    if args.prompts is not None:
+        out = run_prompts(args, load)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            print(f"span: {out['best_text']!r}\nmean loss over {out['prompts']} prompt(s) × {len(out['models'])} "
+                  f"model(s) {out['best_loss']:.4f}  " + "  ".join(f"{k}={v:.4f}" for k, v in out["losses"].items()) +
+                  f"\n{out['evaluations']} evaluations in {out['seconds']:.1f}s ({out['stopped']}; {out['dropped']} "
+                  "dropped)")
+        return 0
+    if args.model or args.chat_template:
+        raise ValueError("--model and --chat-template go with --prompts FILE")
     if args.target_text is not None and not args.target_text.strip():
         raise ValueError("--target-text is empty")
     if args.targets is not None and args.target_text is not None:

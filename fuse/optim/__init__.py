@@ -43,9 +43,9 @@ def optimize(chain, config: OptimizerConfig) -> OptimResult:
     cls = CONFIGS.get(type(config))
     if cls is None:
         raise ValueError(f"config must be one of {[c.__name__ for c in CONFIGS]}, got {type(config).__name__}")
-    from fuse.parallel import DataParallelChain, initialized, is_main, world_size
+    from fuse.parallel import DataParallelChain, TermParallelChain, initialized, is_main, world_size
 
-    if initialized() and world_size() > 1 and not isinstance(chain, DataParallelChain):
+    if initialized() and world_size() > 1 and not isinstance(chain, (DataParallelChain, TermParallelChain)):
         # under torchrun: every rank scores its share of each step's candidates (docs/scale-out.md)
         chain = DataParallelChain(chain)
         config = dataclasses.replace(config, progress=config.progress and is_main())

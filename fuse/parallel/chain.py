@@ -70,8 +70,13 @@ class DataParallelChain(BaseChain):
 
     def __init__(self, chain, *, micro_batch: int | None = DEFAULT_PARALLEL.micro_batch, local: bool = False,
                  stats: dict | None = None):
+        from fuse.parallel.terms import TermParallelChain
+
         if isinstance(chain, DataParallelChain):
             raise ValueError("the chain is already data-parallel; wrap the plain Chain once")
+        if isinstance(chain, TermParallelChain):
+            raise ValueError("the chain's terms are already split across ranks (TermParallelChain); use one of the two "
+                             "splits, not both")
         if not isinstance(chain, BaseChain):
             raise ValueError(f"DataParallelChain wraps a fuse Chain, got {type(chain).__name__}")
         if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1):

@@ -123,3 +123,53 @@ def caption_job(lm, enc, adapters, log=None) -> list[dict] | None:
     cap = Captioner(lm, scorer, CAPTION, adapters=adapters)
     rows = run_job([(f"img{i}", i) for i in range(len(IMAGES))], lambda i: cap([IMAGES[i]])[0].to_dict(), log=log)
     return None if rows is None else [{k: v for k, v in r.items() if k not in ("seconds", "world_size")} for r in rows]
+
+
+# -- terms dealt to ranks (TermParallelChain): three LMs of three tokenizer kinds, two chat prompts ----------------------
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+PLAIN = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+PROMPTS = [([{"role": "user", "content": "the quick{optim_str} over the lazy dog"}], " a cat"),
+           ([{"role": "system", "content": "a picture"}, {"role": "user", "content": "of{optim_str}"}], "the sun")]
+TEXTS = [" brown fox", " red mat", " small boat", "er fox", "s red mat"]  # the last two may merge with "quick"
+
+
+def save_prompt_models(folder: Path) -> Path:
+    from tiny import llama3_tokenizer, unigram_tokenizer
+
+    for name, tok, seed in (("bpe-lm", bpe_tokenizer(), 0), ("uni-lm", unigram_tokenizer(), 1),
+                            ("llama3-lm", llama3_tokenizer(), 2)):
+        m = tiny_causal_lm(tok, d=16, seed=seed, name=name)
+        m.model.lm_head.weight.mul_(8)
+        m.model.save_pretrained(folder / name)
+        m.tokenizer.save_pretrained(folder / name)
+    return folder
+
+
+def prompt_chain(folder: Path):
+    from fuse.optim import PromptChain
+
+    a, b, c = (load(str(folder / n), kind="causal_lm") for n in ("bpe-lm", "uni-lm", "llama3-lm"))
+    adapters = {m.name: TensorAdapter.fit(a, m, words=WORDS, k=4) for m in (b, c)}
+    return PromptChain([a, b, c], PROMPTS, adapters=adapters, chat_templates={a.name: CHATML, b.name: PLAIN})
+
+
+def evaluation(ev) -> dict:
+    return {"total": ev.total.tolist(), "parts": ev.parts.tolist(), "match": ev.match.tolist()}
+
+
+def term_runs(chain, wrap) -> dict:
+    """Gradients, exact scores and a GCG run on ``wrap(chain)`` (the plain chain for the one-process reference)."""
+    from fuse.optim import GCGConfig, optimize
+
+    c = wrap(chain)
+    tok = chain.primary.tokenizer
+    seqs = [s[:2] for s in tok(TEXTS[:3], add_special_tokens=False)["input_ids"]]
+    loss, parts, g = c.embedding_gradients(seqs)
+    _, _, g_tail = c.embedding_gradients(seqs, positions=[1])
+    res = optimize(c, GCGConfig(n_tokens=3, budget=32, batch_size=8, top_k=16, seed=0, init_text=" a b c"))
+    return {"mine": [chain.labels[i] for i in getattr(c, "mine", range(len(chain.terms)))],
+            "loss": loss.tolist(), "parts": parts.tolist(), "grad": g.tolist(), "grad_tail": g_tail.tolist(),
+            "evaluate_ids": evaluation(c.evaluate_ids(seqs)), "evaluate": evaluation(c.evaluate(TEXTS)),
+            "gcg": {"ids": res.best_ids, "loss": res.best_loss, "evaluations": res.evaluations, "dropped": res.dropped,
+                    "history": [[h["evaluations"], h["best_loss"]] for h in res.history]}}
