@@ -71,7 +71,7 @@ def read_prompts(path) -> list[tuple]:
                 raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}); write one JSON object per line, or one JSON "
                                  "list") from None
     if doc is not None:
-        if isinstance(doc, dict) and not ({"messages", "prompt"} & set(doc)):
+        if isinstance(doc, dict) and not (_FIELDS & set(doc)):  # a wrapper object, not one prompt
             key = next((k for k in ("prompts", "tasks") if k in doc), None)
             if key is None:
                 raise ValueError(f"{path}: a JSON object file needs a 'prompts' list")
