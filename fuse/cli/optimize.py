@@ -16,7 +16,7 @@ from fuse.parallel.config import SHARDS, ParallelConfig
 
 # options that do not change a target's result (left out of the job id that guards resuming)
 _NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard", "config", "parallel",
-               "prompts", "model", "chat_template")  # (the last three do not go with --targets)
+               "prompts", "model", "chat_template", "split_terms", "parallel_given")  # (the last four do not go with --targets)
 
 #: the irregular optimizer flags, shared with ``fuse caption``; every other field's flag is plain ``--field-name``
 OPTIMIZER_FLAGS = {
@@ -86,6 +86,10 @@ def register(sub) -> None:
     p.add_argument("--chat-template", action="append", default=[], metavar="MODEL=FILE",
                    help="with --prompts: the Jinja chat template MODEL renders the messages with (a file, or 'gemma' "
                         "for fuse's Gemma-style one: the bundled Gemma-3 has none)")
+    p.add_argument("--split-terms", choices=("model", "term"), default=None,
+                   help="with --prompts under torchrun: deal the objective's terms to the ranks instead of the "
+                        "candidates (model: each rank runs one model's terms, so each model needs one rank's device; "
+                        "term: (prompt, model) pair i on rank i mod N); the same steps on every rank (docs/prompts.md)")
     p.add_argument("--output", metavar="FILE.jsonl", default=None,
                    help="with --targets: append each finished target's record here; a rerun skips finished ones")
     g = p.add_argument_group("optimizer", "the fields of the --optimizer's config (fuse/optim/config.py); [gcg] and "
@@ -103,7 +107,8 @@ def finish(parser, args) -> None:
     """Build and validate the configs while parsing: ``args.config`` (the optimizer's) and ``args.parallel``."""
     given = OPTIMIZER_OPTIONS.given(args)
     args.config = OPTIMIZER_OPTIONS.build(CONFIG_CLASSES[args.optimizer], given, parser)
-    args.parallel = PARALLEL_OPTIONS.build(ParallelConfig, PARALLEL_OPTIONS.given(args), parser)
+    args.parallel_given = PARALLEL_OPTIONS.given(args)
+    args.parallel = PARALLEL_OPTIONS.build(ParallelConfig, args.parallel_given, parser)
 
 
 def job_options(args) -> dict:
@@ -169,7 +174,7 @@ def run_prompts(args, load) -> dict:
 
     from fuse.optim import PromptChain, optimize
     from fuse.optim.prompt_file import read_prompts
-    from fuse.parallel import DataParallelChain, is_main
+    from fuse.parallel import DataParallelChain, TermParallelChain, is_main, world_size
 
     clash = [flag for flag, given in (("--targets", args.targets), ("--target-text", args.target_text),
                                       ("--target-continuation", args.target_continuation),
@@ -189,11 +194,17 @@ def run_prompts(args, load) -> dict:
     templates = {getattr(spelled.get(k), "name", k): v for k, v in templates.items()}
     chain = PromptChain(models, prompts, chat_templates=templates, loss="mellowmax" if args.mellowmax else "ce")
     config = replace(args.config, progress=not args.no_progress and is_main())
-    res = optimize(DataParallelChain(chain, micro_batch=args.parallel.micro_batch), config)
+    if args.split_terms is not None:
+        if "micro_batch" in args.parallel_given:
+            raise ValueError("--micro-batch splits the candidates and --split-terms the terms: give one of them")
+        wrapped = TermParallelChain(chain, by=args.split_terms)
+    else:
+        wrapped = DataParallelChain(chain, micro_batch=args.parallel.micro_batch)
+    res = optimize(wrapped, config)
     return {"best_text": res.best_free_text, "best_loss": res.best_loss, "losses": res.losses,
             "evaluations": res.evaluations, "dropped": res.dropped, "seconds": round(res.seconds, 3),
             "optimizer": res.optimizer, "stopped": res.stopped, "matched": res.matched, "seed": config.seed,
-            "prompts": len(prompts), "models": [m.name for m in models]}
+            "prompts": len(prompts), "models": [m.name for m in models], "world_size": world_size()}
 
 
 def run(args) -> int:
@@ -215,8 +226,8 @@ def run(args) -> int:
                   f"\n{out['evaluations']} evaluations in {out['seconds']:.1f}s ({out['stopped']}; {out['dropped']} "
                   "dropped)")
         return 0
-    if args.model or args.chat_template:
-        raise ValueError("--model and --chat-template go with --prompts FILE")
+    if args.model or args.chat_template or args.split_terms:
+        raise ValueError("--model, --chat-template and --split-terms go with --prompts FILE")
     if args.target_text is not None and not args.target_text.strip():
         raise ValueError("--target-text is empty")
     if args.targets is not None and args.target_text is not None:

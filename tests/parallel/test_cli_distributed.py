@@ -91,3 +91,36 @@ def test_caption_a_folder_as_a_sharded_job(setup, tmp_path, capsys, monkeypatch)
     assert all(r["caption"].startswith("An image of") for r in two)
     logged = [json.loads(x) for x in (tmp_path / "two.jsonl").read_text().splitlines()]
     assert sorted(r["key"] for r in logged) == [r["image"] for r in two]
+
+
+def test_optimize_prompts_with_terms_split_by_model(setup, tmp_path, capsys, monkeypatch):
+    """``--prompts`` with two LMs of different tokenizers under 2 gloo ranks, each rank running one model's terms:
+    the same span, loss and steps as one process running both (one term per rank: the sums are the same floats)."""
+    from parallel_scenarios import save_prompt_models
+
+    save_prompt_models(setup)
+    env = {"FUSE_CACHE": str(setup / "cache")}
+    monkeypatch.setenv("FUSE_CACHE", env["FUSE_CACHE"])
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "the quick{optim_str} over the lazy dog", "target": " a cat"}) + "\n" +
+                       json.dumps({"prompt": "a picture of{optim_str}", "target": " the sun"}) + "\n")
+    args = ["optimize", "--primary", str(setup / "bpe-lm"), "--model", str(setup / "llama3-lm"), "--prompts",
+            str(prompts), "--budget", "24", "--batch-size", "8", "--n-tokens", "3", "--seed", "0", "--json",
+            "--no-progress"]
+    proc = torchrun(["-m", "fuse", *args, "--split-terms", "model"], env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = _json_lines(proc.stdout)
+    assert len(printed) == 1
+    one = _json_lines(_in_process(args, capsys))[0]
+    assert _strip(printed[0], 2) == _strip(one, 1)
+    assert len(one["losses"]) == 4 and one["evaluations"] > 0
+    import fuse.parallel
+
+    made = []  # the flag reaches the chain: in one process, a TermParallelChain holding every term
+    real = fuse.parallel.TermParallelChain
+    monkeypatch.setattr(fuse.parallel, "TermParallelChain", lambda chain, by: made.append(real(chain, by=by)) or made[-1])
+    assert _strip(_json_lines(_in_process(args + ["--split-terms", "term"], capsys))[0], 1) == _strip(one, 1)
+    assert [(c.by, c.mine) for c in made] == [("term", [0, 1, 2, 3])]
+    capsys.readouterr()
+    assert main(args + ["--split-terms", "model", "--micro-batch", "2"]) == 2
+    assert "give one of them" in capsys.readouterr().err
