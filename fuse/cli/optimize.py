@@ -16,7 +16,8 @@ from fuse.parallel.config import SHARDS, ParallelConfig
 
 # options that do not change a target's result (left out of the job id that guards resuming)
 _NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "output", "shard", "config", "parallel",
-               "prompts", "model", "chat_template", "split_terms", "parallel_given")  # (the last four do not go with --targets)
+               "prompts", "model", "chat_template", "split_terms", "parallel_given",
+               "bridge_weight")  # (the --prompts options do not go with --targets)
 
 #: the irregular optimizer flags, shared with ``fuse caption``; every other field's flag is plain ``--field-name``
 OPTIMIZER_FLAGS = {
@@ -86,6 +87,9 @@ def register(sub) -> None:
     p.add_argument("--chat-template", action="append", default=[], metavar="MODEL=FILE",
                    help="with --prompts: the Jinja chat template MODEL renders the messages with (a file, or 'gemma' "
                         "for fuse's Gemma-style one: the bundled Gemma-3 has none)")
+    p.add_argument("--bridge-weight", type=float, default=1.0,
+                   help="with --prompts: how much the --model LMs' bridged gradient counts in the proposals (1: the "
+                        "objective's gradient; 0: the primary's own; every candidate is scored on all; default 1)")
     p.add_argument("--split-terms", choices=("model", "term"), default=None,
                    help="with --prompts under torchrun: deal the objective's terms to the ranks instead of the "
                         "candidates (model: each rank runs one model's terms, so each model needs one rank's device; "
@@ -192,7 +196,8 @@ def run_prompts(args, load) -> dict:
         raise ValueError(f"--chat-template for {unknown}, which is not --primary or a --model")
     spelled = dict(zip([args.primary, *args.model], models))
     templates = {getattr(spelled.get(k), "name", k): v for k, v in templates.items()}
-    chain = PromptChain(models, prompts, chat_templates=templates, loss="mellowmax" if args.mellowmax else "ce")
+    chain = PromptChain(models, prompts, chat_templates=templates, loss="mellowmax" if args.mellowmax else "ce",
+                        bridge_weight=args.bridge_weight)
     config = replace(args.config, progress=not args.no_progress and is_main())
     if args.split_terms is not None:
         if "micro_batch" in args.parallel_given:
@@ -226,8 +231,8 @@ def run(args) -> int:
                   f"\n{out['evaluations']} evaluations in {out['seconds']:.1f}s ({out['stopped']}; {out['dropped']} "
                   "dropped)")
         return 0
-    if args.model or args.chat_template or args.split_terms:
-        raise ValueError("--model, --chat-template and --split-terms go with --prompts FILE")
+    if args.model or args.chat_template or args.split_terms or args.bridge_weight != 1.0:
+        raise ValueError("--model, --chat-template, --split-terms and --bridge-weight go with --prompts FILE")
     if args.target_text is not None and not args.target_text.strip():
         raise ValueError("--target-text is empty")
     if args.targets is not None and args.target_text is not None:

@@ -53,13 +53,16 @@ def optimize(chain, config: OptimizerConfig) -> OptimResult:
 
 
 def optimize_prompt(models, messages, target: str | None = None, config: OptimizerConfig | None = None, *,
-                    adapters: dict | None = None, chat_templates: dict | None = None) -> OptimResult:
+                    adapters: dict | None = None, chat_templates: dict | None = None,
+                    bridge_weight: float = 1.0) -> OptimResult:
     """Optimize the ``{optim_str}`` span of a prompt for one or several models: the short call (nanoGCG's
     ``run(model, tokenizer, messages, target, config)``, taking several models).
 
     Args:
         models: a causal-LM backbone or a list of them (``models[0]``'s tokens are optimized; the others are reached
-            through adapters built on first use and cached, unless given in ``adapters``).
+            through adapters built on first use and cached, unless given in ``adapters``). Put first the model that is
+            hardest to move: on the ``transfer`` benchmark, optimizing Gemma-3's tokens with SmolLM2's gradient
+            bridged reached a mean joint loss of 3.51 against 4.15 the other way round (docs/prompts.md).
         messages: messages with ``{optim_str}`` once (each model renders them with its chat template), a string with
             it, or — with ``target=None`` — a list of ``(messages, target)`` pairs (a universal span: the mean over
             pairs and models).
@@ -67,6 +70,8 @@ def optimize_prompt(models, messages, target: str | None = None, config: Optimiz
         config: the optimizer's config (default ``GCGConfig()``); its ``prefix`` must stay empty.
         chat_templates: ``{model name: Jinja template}`` for models without one (the bundled Gemma-3:
             :data:`fuse.models.templates.GEMMA_CHAT_TEMPLATE`).
+        bridge_weight: how much the other models' bridged gradient counts in the proposals (1: the objective's
+            gradient; 0: ``models[0]``'s own, every candidate still scored on all): :class:`PromptChain`.
 
     Returns:
         :class:`OptimResult`; ``best_text``/``best_free_text`` are the span's text, ``losses`` each (model, prompt)
@@ -74,9 +79,10 @@ def optimize_prompt(models, messages, target: str | None = None, config: Optimiz
 
     Example:
         >>> smol, gemma = fuse.load("bundled:smollm2-135m"), fuse.load("bundled:gemma3-270m")    # doctest: +SKIP
-        >>> res = fuse.optimize_prompt([smol, gemma], [{"role": "user", "content": "Tell me a joke{optim_str}"}],
+        >>> res = fuse.optimize_prompt([gemma, smol], [{"role": "user", "content": "Tell me a joke{optim_str}"}],
         ...                            "Sure", GCGConfig(n_tokens=8, budget=256),
         ...                            chat_templates={gemma.name: GEMMA_CHAT_TEMPLATE})         # doctest: +SKIP
     """
-    chain = PromptChain(models, as_prompts(messages, target), adapters=adapters, chat_templates=chat_templates)
+    chain = PromptChain(models, as_prompts(messages, target), adapters=adapters, chat_templates=chat_templates,
+                        bridge_weight=bridge_weight)
     return optimize(chain, GCGConfig() if config is None else config)

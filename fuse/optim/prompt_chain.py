@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Sequence
 
@@ -85,6 +86,11 @@ class PromptChain(BaseChain):
         loss, mellowmax_alpha: the continuation loss (:class:`~fuse.objectives.Continuation`).
         adapter_config, adapter_options: how adapters built on first use are fitted, as for
             :class:`~fuse.optim.chain.Chain` (default :class:`~fuse.core.fit_config.AdapterFitConfig`).
+        bridge_weight: how much the terms reached through the bridge (the models after the first) count in the
+            gradient that proposes candidates, relative to their weight in the objective: 1 (default) the objective's
+            own gradient; 0 the primary's own gradient only, every candidate still scored exactly on every model (the
+            llm-attacks way for models of other vocabularies, with one vocabulary). Exact scores always use the
+            objective's weights. Measured in ``benchmarks/bridge_weight.py`` (docs/prompts.md).
 
     Attributes:
         edge_drops: ``Counter`` of refused candidates by term label (a span whose edges merge with that model's fixed
@@ -93,8 +99,13 @@ class PromptChain(BaseChain):
 
     def __init__(self, models, prompts, *, adapters: dict | None = None, chat_templates: dict | None = None,
                  loss: str = "ce", mellowmax_alpha: float = 1.0, adapter_options: dict | None = None,
-                 adapter_config=None):
+                 adapter_config=None, bridge_weight: float = 1.0):
         from fuse.optim.chain import adapter_fit
+
+        if isinstance(bridge_weight, bool) or not isinstance(bridge_weight, (int, float)) or not (
+                math.isfinite(bridge_weight) and bridge_weight >= 0):
+            raise ValueError(f"bridge_weight must be a finite number >= 0 (1: the objective's gradient, 0: the "
+                             f"primary's own), got {bridge_weight!r}")
 
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         if not models:
@@ -138,13 +149,15 @@ class PromptChain(BaseChain):
                 obj = PromptTarget(m, r, i, j, loss=loss, mellowmax_alpha=mellowmax_alpha)
                 terms.append(Term(obj, weight, None if j == 0 else bridges[m.name]))
         self._primary, self._terms, self.models, self.adapters = primary, terms, models, adapters
+        self.bridge_weight = float(bridge_weight)
         self.edge_drops: Counter = Counter()
 
     @classmethod
-    def _from_terms(cls, primary, models, terms: list[Term], adapters: dict, edge_drops: Counter) -> "PromptChain":
+    def _from_terms(cls, primary, models, terms: list[Term], adapters: dict, edge_drops: Counter,
+                    bridge_weight: float = 1.0) -> "PromptChain":
         chain = cls.__new__(cls)
         chain._primary, chain.models, chain._terms, chain.adapters = primary, models, list(terms), adapters
-        chain.edge_drops = edge_drops
+        chain.edge_drops, chain.bridge_weight = edge_drops, bridge_weight
         return chain
 
     # -- the contract ---------------------------------------------------------------------
@@ -157,9 +170,10 @@ class PromptChain(BaseChain):
         return self._terms
 
     def subset(self, indices: Sequence[int]) -> "PromptChain":
-        """A chain over ``terms[i] for i in indices`` (same primary, bridges, renderings; the same drop counter)."""
+        """A chain over ``terms[i] for i in indices`` (same primary, bridges, renderings, bridge weight; the same drop
+        counter)."""
         return PromptChain._from_terms(self.primary, self.models, [self.terms[i] for i in self._check_subset(indices)],
-                                       self.adapters, self.edge_drops)
+                                       self.adapters, self.edge_drops, self.bridge_weight)
 
     def layout(self) -> Layout:
         """The optimizer's sequences are the span alone; its text must round-trip on its own in the primary."""
@@ -289,8 +303,13 @@ class PromptChain(BaseChain):
                         loss = obj.loss(emb, full, mask, state=lm)
                 parts.append(loss.to(device=self.device, dtype=torch.float32))
             P = torch.stack(parts, dim=1)
-            total = P @ self.weights.to(P)
-            (g,) = torch.autograd.grad(total.sum(), x)
+            w = self.weights.to(P)
+            total = P @ w
+            if self.bridge_weight != 1.0:  # the proposals' objective: the bridged terms scaled
+                scale = torch.tensor([1.0 if t.bridge is None else self.bridge_weight for t in self.terms]).to(P)
+                (g,) = torch.autograd.grad((P @ (w * scale)).sum(), x)
+            else:
+                (g,) = torch.autograd.grad(total.sum(), x)
         if positions is not None:
             g = g[:, torch.as_tensor(positions, device=g.device)]
         return total.detach(), P.detach(), g

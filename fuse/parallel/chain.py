@@ -26,10 +26,10 @@ import torch
 
 from fuse.models.backbones.exact_scoring import cache_from_tensors, cache_tensors
 from fuse.models.run_state import RunState
-from fuse.optim.chain_base import BaseChain, Evaluation, Known
+from fuse.optim.chain_base import Evaluation, Known
 from fuse.parallel.collectives import all_gather_rows, broadcast_object, check_all
 from fuse.parallel.config import DEFAULT_PARALLEL
-from fuse.parallel.runtime import initialized, rank, world_size
+from fuse.parallel.wrapped import RankedChain
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def shard_bounds(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     return out
 
 
-class DataParallelChain(BaseChain):
+class DataParallelChain(RankedChain):
     """A :class:`~fuse.optim.chain.Chain` whose evaluation is shared by the ranks of a process group.
 
     ``primary`` and ``terms`` are the wrapped chain's; :meth:`subset` wraps the wrapped chain's subset the same
@@ -70,51 +70,18 @@ class DataParallelChain(BaseChain):
 
     def __init__(self, chain, *, micro_batch: int | None = DEFAULT_PARALLEL.micro_batch, local: bool = False,
                  stats: dict | None = None):
-        from fuse.parallel.terms import TermParallelChain
-
-        if isinstance(chain, DataParallelChain):
-            raise ValueError("the chain is already data-parallel; wrap the plain Chain once")
-        if isinstance(chain, TermParallelChain):
-            raise ValueError("the chain's terms are already split across ranks (TermParallelChain); use one of the two "
-                             "splits, not both")
-        if not isinstance(chain, BaseChain):
-            raise ValueError(f"DataParallelChain wraps a fuse Chain, got {type(chain).__name__}")
+        self.check_plain(chain, "DataParallelChain")
         if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1):
             raise ValueError(f"micro_batch must be a positive integer or None, got {micro_batch!r}")
         self.chain, self.micro_batch, self.local = chain, micro_batch, bool(local)
         self.stats: dict[str, float] = defaultdict(float) if stats is None else stats
 
-    # -- the contract: what the chain is --------------------------------------------------
-    @property
-    def primary(self):
-        return self.chain.primary
-
-    @property
-    def terms(self):
-        return self.chain.terms
-
-    @property
-    def adapters(self) -> dict:
-        return self.chain.adapters
-
+    # -- the contract: what the chain is (primary, terms, adapters, layout: RankedChain's) --------
     def subset(self, indices: Sequence[int]) -> "DataParallelChain":
         """The wrapped chain's :meth:`~fuse.optim.chain.Chain.subset`, data-parallel in the same way (same
         micro-batch, same process group; its phases are counted in this wrapper's :attr:`stats`)."""
         return DataParallelChain(self.chain.subset(indices), micro_batch=self.micro_batch, local=self.local,
                                  stats=self.stats)
-
-    def layout(self):
-        """The wrapped chain's :meth:`~fuse.optim.chain_base.BaseChain.layout`."""
-        return self.chain.layout()
-
-    # -- who takes part -------------------------------------------------------------------
-    @property
-    def world_size(self) -> int:
-        return 1 if self.local or not initialized() else world_size()
-
-    @property
-    def rank(self) -> int:
-        return 0 if self.local or not initialized() else rank()
 
     def __repr__(self) -> str:
         return f"DataParallelChain({self.chain!r}, micro_batch={self.micro_batch}, world_size={self.world_size})"

@@ -28,7 +28,7 @@ import torch
 from fuse.models.run_state import RunState
 from fuse.optim.chain_base import BaseChain, Evaluation, Known
 from fuse.parallel.collectives import all_gather_rows, check_all
-from fuse.parallel.runtime import initialized, rank, world_size
+from fuse.parallel.wrapped import RankedChain
 
 __all__ = ["TermParallelChain", "BY"]
 
@@ -50,7 +50,7 @@ def owners(chain: BaseChain, n: int, by: str) -> list[int]:
     return out
 
 
-class TermParallelChain(BaseChain):
+class TermParallelChain(RankedChain):
     """A chain whose terms are dealt to the ranks of a process group (module docstring).
 
     Args:
@@ -60,13 +60,7 @@ class TermParallelChain(BaseChain):
     """
 
     def __init__(self, chain, *, by: str = "model", local: bool = False):
-        from fuse.parallel.chain import DataParallelChain
-
-        if isinstance(chain, (TermParallelChain, DataParallelChain)):
-            raise ValueError(f"TermParallelChain wraps a plain chain (Chain, PromptChain), got {type(chain).__name__}: "
-                             "use one of the two splits, not both")
-        if not isinstance(chain, BaseChain):
-            raise ValueError(f"TermParallelChain wraps a fuse chain, got {type(chain).__name__}")
+        self.check_plain(chain, "TermParallelChain")
         if by not in BY:
             raise ValueError(f"unknown split by={by!r}; use one of {BY}")
         self.chain, self.by, self.local = chain, by, bool(local)
@@ -74,33 +68,10 @@ class TermParallelChain(BaseChain):
         self.mine = [i for i, r in enumerate(self.owner) if r == self.rank]
         self.part = chain.subset(self.mine) if self.mine else None
 
-    # -- the contract: what the chain is --------------------------------------------------
-    @property
-    def primary(self):
-        return self.chain.primary
-
-    @property
-    def terms(self):
-        return self.chain.terms
-
-    @property
-    def adapters(self) -> dict:
-        return getattr(self.chain, "adapters", {})
-
+    # -- the contract: what the chain is (primary, terms, adapters, layout: RankedChain's) --------
     def subset(self, indices: Sequence[int]) -> "TermParallelChain":
         """The wrapped chain's subset, its terms dealt to ranks the same way."""
         return TermParallelChain(self.chain.subset(self._check_subset(indices)), by=self.by, local=self.local)
-
-    def layout(self):
-        return self.chain.layout()
-
-    @property
-    def world_size(self) -> int:
-        return 1 if self.local or not initialized() else world_size()
-
-    @property
-    def rank(self) -> int:
-        return 0 if self.local or not initialized() else rank()
 
     def __repr__(self) -> str:
         return f"TermParallelChain({self.chain!r}, by={self.by!r}, world_size={self.world_size}, mine={self.mine})"

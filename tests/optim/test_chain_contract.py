@@ -31,7 +31,7 @@ def test_both_chains_meet_the_contract_and_nothing_is_forwarded(chain):
     assert dp.primary is chain.primary and dp.terms is chain.terms and dp.labels == chain.labels
     # no implicit forwarding: what the contract does not declare is not there
     assert not hasattr(dp, "losses_from_embeds") and not hasattr(dp, "_from_terms")
-    with pytest.raises(ValueError, match="wraps a fuse Chain"):
+    with pytest.raises(ValueError, match="wraps a fuse chain"):
         DataParallelChain(object())
 
 

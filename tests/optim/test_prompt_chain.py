@@ -271,3 +271,30 @@ def test_models_of_other_dtypes_meet_at_the_primary(models, adapters):
     assert P.dtype == torch.float32 and g.dtype == a.dtype and bool(torch.isfinite(g).all())
     torch.testing.assert_close(c64.evaluate_ids(seqs).parts, c32.evaluate_ids(seqs).parts, rtol=TOL_F32, atol=TOL_F32)
     torch.testing.assert_close(g, c32.embedding_gradients(seqs, positions=[0, 1])[2], rtol=1e-4, atol=1e-6)
+
+
+def test_bridge_weight_scales_only_the_proposals_gradient(models, adapters):
+    """``bridge_weight`` w: the gradient is the primary's terms' + w × the bridged terms' (linear in w, w=1 the
+    objective's gradient, w=0 the primary-only chain's up to its term weights); losses and exact scores do not move."""
+    a, _, _ = models
+    kw = dict(adapters=adapters, chat_templates={"bpe-lm": CHATML, "uni-lm": PLAIN})
+    seqs = spans(a.tokenizer)
+    chains = {w: PromptChain(list(models), PROMPTS, bridge_weight=w, **kw) for w in (0.0, 0.5, 1.0)}
+    out = {w: c.embedding_gradients(seqs) for w, c in chains.items()}
+    default = PromptChain(list(models), PROMPTS, **kw).embedding_gradients(seqs)
+    for w, (total, parts, _) in out.items():
+        torch.testing.assert_close(total, default[0], rtol=TOL_F32, atol=TOL_F32)
+        torch.testing.assert_close(parts, default[1], rtol=TOL_F32, atol=TOL_F32)
+    torch.testing.assert_close(out[1.0][2], default[2], rtol=TOL_F32, atol=1e-7)
+    torch.testing.assert_close(out[0.5][2], (out[0.0][2] + out[1.0][2]) / 2, rtol=1e-4, atol=1e-7)
+    alone = PromptChain([a], PROMPTS, chat_templates={"bpe-lm": CHATML}).embedding_gradients(seqs)[2]
+    torch.testing.assert_close(out[0.0][2] * 3, alone, rtol=1e-4, atol=1e-7)  # 1/6 per term here, 1/2 alone
+    assert not torch.allclose(out[0.0][2], out[1.0][2])  # the bridged terms do reach the gradient
+    torch.testing.assert_close(chains[0.0].evaluate_ids(seqs).total, chains[1.0].evaluate_ids(seqs).total)
+    sub = chains[0.0].subset([0, 1])
+    assert sub.bridge_weight == 0.0
+    torch.testing.assert_close(sub.embedding_gradients(seqs)[2] * 3, PromptChain(
+        [a], PROMPTS[:1], chat_templates={"bpe-lm": CHATML}).embedding_gradients(seqs)[2] * 0.5, rtol=1e-4, atol=1e-7)
+    for bad in (-1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="bridge_weight must be a finite number >= 0"):
+            PromptChain(list(models), PROMPTS, bridge_weight=bad, **kw)

@@ -86,7 +86,9 @@ def test_the_cli_optimizes_one_span_for_two_tokenizers(tmp_path, monkeypatch, ca
     text = capsys.readouterr().out
     assert text.startswith(f"span: {out['best_text']!r}\nmean loss over 2 prompt(s) × 2 model(s) {out['best_loss']:.4f}")
     for extra, message in ((["--target-text", "x"], "drop --target-text"), (["--prefix", "an image of"], "drop --prefix"),
-                           (["--chat-template", "zzz=gemma"], "not --primary or a --model")):
+                           (["--chat-template", "zzz=gemma"], "not --primary or a --model"),
+                           (["--bridge-weight", "-1"], "bridge_weight must be a finite number >= 0")):
         assert main(args + extra) == 2 and message in capsys.readouterr().err
-    assert main(args[:5] + ["--target-text", "x", "--budget", "2"]) == 2
-    assert "go with --prompts FILE" in capsys.readouterr().err
+    for extra in (["--model", "x"], ["--bridge-weight", "0"], ["--split-terms", "model"]):
+        assert main(args[:3] + ["--target-text", "x", "--budget", "2", *extra]) == 2
+        assert "go with --prompts FILE" in capsys.readouterr().err

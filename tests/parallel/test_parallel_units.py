@@ -103,9 +103,9 @@ def test_micro_batches_score_each_text_in_the_same_batch_for_any_split(chain, m)
 
 def test_data_parallel_chain_errors(chain):
     dp = DataParallelChain(chain)
-    with pytest.raises(ValueError, match="already data-parallel"):
+    with pytest.raises(ValueError, match="already split across ranks"):
         DataParallelChain(dp)
-    with pytest.raises(ValueError, match="wraps a fuse Chain"):
+    with pytest.raises(ValueError, match="wraps a fuse chain"):
         DataParallelChain(object())
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="micro_batch"):
