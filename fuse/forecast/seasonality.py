@@ -74,9 +74,11 @@ def acf(y: np.ndarray, max_lag: int) -> np.ndarray:
     """Sample autocorrelation ``(max_lag + 1,)`` at lags 0…max_lag (the standard biased estimator)."""
     z = np.asarray(y, dtype=np.float64) - np.mean(y)
     n = z.size
-    denom = float(z @ z)
-    if denom == 0.0:
+    scale = float(np.max(np.abs(z))) if n else 0.0
+    if scale == 0.0:
         return np.concatenate([[1.0], np.zeros(max_lag)])
+    z = z / scale  # scale-free, so a series of tiny values does not square into subnormals (1e-159² underflows)
+    denom = float(z @ z)
     nfft = 1 << (2 * n - 1).bit_length()
     f = np.fft.rfft(z, nfft)
     r = np.fft.irfft(f * np.conj(f), nfft)[: max_lag + 1]

@@ -57,11 +57,16 @@ def test_real_adapter_and_bridge_smollm2_to_minilm():
 
 
 def test_demo_main_job_runs(capsys):
-    """The README's main command (`fuse demo`), smaller: adapters both ways, their quality, a bridged gradient."""
+    """The README's main command (`fuse demo`), smaller: adapters both ways, their quality, a bridged gradient, one
+    span for both bundled LMs."""
     from fuse.cli import main
 
     assert main(["demo", "--words", "1500", "--no-captions"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("rel. error") == 2 and "gradient norm reaching each SmolLM2 word" in out
-    norms = [float(line.split()[-1]) for line in out.splitlines()[-10:]]
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("rel. error" in x for x in lines) == 2
+    at = lines.index("gradient norm reaching each SmolLM2 word:")
+    norms = [float(line.split()[-1]) for line in lines[at + 1: at + 11]]
     assert all(n > 0 for n in norms)  # every word of the prompt receives its own gradient
+    mean = {x.split(":")[0].strip(): float(x.split()[-1]) for x in lines if "mean target CE" in x}
+    assert set(mean) == {"start", "found"} and mean["found"] < mean["start"]  # the span lowers both models' mean CE
+    assert sum("greedy reply" in x for x in lines) == 4
