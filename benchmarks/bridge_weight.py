@@ -26,9 +26,8 @@ from pathlib import Path
 
 import fuse
 from benchmarks.common import markdown_table, write_results
-from benchmarks.transfer import BATCH, INIT, N_TOKENS, TASKS, TOP_K, cut, fuse_curve
-from fuse.models.templates import GEMMA_CHAT_TEMPLATE
-from fuse.optim import GCGConfig, PromptChain
+from benchmarks.transfer import BATCH, INIT, N_TOKENS, TASKS, TOP_K, cut, fuse_curve, rescore, task_chains
+from fuse.optim import GCGConfig
 
 logger = logging.getLogger("benchmarks.bridge_weight")
 TUNE = Path(__file__).resolve().parent / "tasks" / "bridge_weight.json"
@@ -36,11 +35,10 @@ WEIGHTS = (0.0, 0.25, 1.0)
 
 
 def chains(task, smol, gemma, w, primary):
-    prompts = [(task["messages"], task["target"])]
-    tpl = {gemma.name: GEMMA_CHAT_TEMPLATE}
-    order = [gemma, smol] if primary == "gemma" else [smol, gemma]
-    return PromptChain([smol, gemma], prompts, chat_templates=tpl), PromptChain(order, prompts, chat_templates=tpl,
-                                                                               bridge_weight=w)
+    """``(the exact joint scorer, the chain searched: either model's tokens, bridge weight w)`` (the weight changes
+    only the gradient, so the scorer may carry it too)."""
+    c = task_chains(task, smol, gemma, bridge_weight=w)
+    return c["joint"], c["joint-gemma" if primary == "gemma" else "joint"]
 
 
 def tune(smol, gemma, seeds, evals):
@@ -70,12 +68,7 @@ def final(smol, gemma, seconds, evals):
             joint, chain = chains(task, smol, gemma, w, "gemma")
             cfg = GCGConfig(n_tokens=N_TOKENS, budget=10**6, batch_size=BATCH, top_k=TOP_K, seed=0, init_text=INIT)
             curve, _ = fuse_curve(chain, cfg, seconds, evals)
-            texts = sorted({c["best_text"] for c in curve})  # read through SmolLM2's tokenization, as in transfer
-            loss = dict(zip(texts, joint.evaluate(texts).total.tolist()))
-            best, rescored = (float("inf"), None), []
-            for c in curve:
-                best = min(best, (loss[c["best_text"]], c["best_text"]))
-                rescored.append({**c, "best_loss": best[0], "best_text": best[1]})
+            rescored = rescore(joint, curve)  # read through SmolLM2's tokenization, as in transfer
             out[task["id"]][f"gemma w={w:g}"] = {"evaluations": cut(joint, rescored, evals=evals),
                                                  "seconds": cut(joint, rescored, seconds=seconds)}
             logger.info("final %s w=%g: %.4f at %d evaluations", task["id"], w,

@@ -141,6 +141,17 @@ def beast(joint, smol, allowed, seed, seconds, evals, beams=3, samples=7, n_toke
     return curve
 
 
+def task_chains(task, smol, gemma, bridge_weight: float = 1.0) -> dict:
+    """The chains a task's methods run on: ``joint`` (SmolLM2's tokens; also the one exact scorer), ``joint-gemma``
+    (Gemma's tokens) and one model alone (``smol-only``, ``gemma-only``), each model in its own chat template."""
+    prompts = [(task["messages"], task["target"])]
+    tpl = {gemma.name: GEMMA_CHAT_TEMPLATE}
+    return {"joint": PromptChain([smol, gemma], prompts, chat_templates=tpl, bridge_weight=bridge_weight),
+            "joint-gemma": PromptChain([gemma, smol], prompts, chat_templates=tpl, bridge_weight=bridge_weight),
+            "smol-only": PromptChain([smol], prompts),
+            "gemma-only": PromptChain([gemma], prompts, chat_templates=tpl)}
+
+
 def rescore(joint, curve):
     """The curve with every best text scored exactly on the joint chain (for single-model runs)."""
     texts = sorted({c["best_text"] for c in curve})
@@ -154,9 +165,8 @@ def rescore(joint, curve):
 
 
 def run_task(task, smol, gemma, seconds, evals, seed, allowed):
-    prompts = [(task["messages"], task["target"])]
-    tpl = {gemma.name: GEMMA_CHAT_TEMPLATE}
-    joint = PromptChain([smol, gemma], prompts, chat_templates=tpl)
+    chains = task_chains(task, smol, gemma)
+    joint = chains["joint"]
     cfg = dict(n_tokens=N_TOKENS, budget=10**6, batch_size=BATCH, seed=seed, init_text=INIT)
     curves, extra = {}, {}
     for name in METHODS:
@@ -165,28 +175,23 @@ def run_task(task, smol, gemma, seconds, evals, seed, allowed):
             curves[name], res = fuse_curve(joint, GCGConfig(**cfg), seconds, evals)
             extra[name] = {"dropped": res.dropped, "edge_drops": sum(joint.edge_drops.values())}
         elif name == "joint-gemma":
-            rev = PromptChain([gemma, smol], prompts, chat_templates=tpl)
-            c, res = fuse_curve(rev, GCGConfig(**cfg), seconds, evals)
+            c, res = fuse_curve(chains[name], GCGConfig(**cfg), seconds, evals)
             curves[name] = rescore(joint, c)   # the same exact scores, read through SmolLM2's tokenization
             extra[name] = {"dropped": res.dropped}
         elif name == "random":
             curves[name], res = fuse_curve(joint, RandomSearchConfig(**cfg), seconds, evals)
             extra[name] = {"dropped": res.dropped}
         elif name in ("smol-only", "gemma-only"):
-            m = smol if name == "smol-only" else gemma
-            own = PromptChain([m], prompts, chat_templates={k: v for k, v in tpl.items() if k == m.name})
-            c, res = fuse_curve(own, GCGConfig(**cfg), seconds, evals)
+            c, res = fuse_curve(chains[name], GCGConfig(**cfg), seconds, evals)
             curves[name] = rescore(joint, c)
             extra[name] = {"dropped": res.dropped, "own_loss": res.best_loss}
         elif name == "beast":
             curves[name] = beast(joint, smol, allowed[smol.name], seed, seconds, evals)
         else:
             if name == "text":
-                props = [(m, PromptChain([m], prompts, chat_templates={k: v for k, v in tpl.items() if k == m.name}),
-                          allowed[m.name]) for m in (smol, gemma)]
+                props = [(smol, chains["smol-only"], allowed[smol.name]), (gemma, chains["gemma-only"], allowed[gemma.name])]
             elif name == "both":
-                props = [(smol, joint, allowed[smol.name]),
-                         (gemma, PromptChain([gemma, smol], prompts, chat_templates=tpl), allowed[gemma.name])]
+                props = [(smol, joint, allowed[smol.name]), (gemma, chains["joint-gemma"], allowed[gemma.name])]
             else:
                 props = [(smol, joint, allowed[smol.name])]
             curves[name], dropped = vocab_loop(joint, props, seed, seconds, evals)

@@ -25,24 +25,22 @@ from pathlib import Path
 
 import fuse
 from benchmarks.common import markdown_table, write_results
-from benchmarks.transfer import BATCH, INIT, N_TOKENS, TASKS, TOP_K, cut, fuse_curve, rescore
-from fuse.models.templates import GEMMA_CHAT_TEMPLATE
-from fuse.optim import GCGConfig, PromptChain
+from benchmarks.transfer import BATCH, INIT, N_TOKENS, TASKS, TOP_K, cut, fuse_curve, rescore, task_chains
+from fuse.optim import GCGConfig
 
 logger = logging.getLogger("benchmarks.transfer_seeds")
 METHODS = ("joint", "joint-gemma", "smol-only", "gemma-only")
+TIMED = ("joint", "joint-gemma", "gemma-only")  # --seconds: the runs read at equal time too
 
 
 def run_timed(task, smol, gemma, seed, evals, seconds) -> dict:
     """``{method: {"evaluations": cut at evals, "seconds": cut at seconds}}`` for the timed methods."""
-    prompts = [(task["messages"], task["target"])]
-    tpl = {gemma.name: GEMMA_CHAT_TEMPLATE}
-    joint = PromptChain([smol, gemma], prompts, chat_templates=tpl)
-    chains = {"joint": joint, "joint-gemma": PromptChain([gemma, smol], prompts, chat_templates=tpl),
-              "gemma-only": PromptChain([gemma], prompts, chat_templates=tpl)}
+    chains = task_chains(task, smol, gemma)
+    joint = chains["joint"]
     cfg = GCGConfig(n_tokens=N_TOKENS, budget=10**6, batch_size=BATCH, top_k=TOP_K, seed=seed, init_text=INIT)
     out = {}
-    for name, chain in chains.items():
+    for name in TIMED:
+        chain = chains[name]
         curve, _ = fuse_curve(chain, cfg, seconds, evals)
         curve = curve if chain is joint else rescore(joint, curve)
         out[name] = {"evaluations": cut(joint, curve, evals=evals), "seconds": cut(joint, curve, seconds=seconds)}
@@ -52,12 +50,11 @@ def run_timed(task, smol, gemma, seed, evals, seconds) -> dict:
 
 
 def timed_main(args, tasks, smol, gemma) -> None:
-    warm = PromptChain([smol, gemma], [(tasks[0]["messages"], tasks[0]["target"])],
-                       chat_templates={gemma.name: GEMMA_CHAT_TEMPLATE})
+    warm = task_chains(tasks[0], smol, gemma)["joint"]
     warm.embedding_gradients([warm.primary.tokenizer(INIT, add_special_tokens=False)["input_ids"]])
     warm.evaluate([INIT, INIT + " y"])  # one-time costs out of the first run's clock
     rows = {s: {t["id"]: run_timed(t, smol, gemma, s, args.evals, args.seconds) for t in tasks} for s in args.seeds}
-    methods = ("joint", "joint-gemma", "gemma-only")
+    methods = TIMED
     md = [__doc__.split("\n\n")[0].replace("\n", " "), ""]
     summary = {}
     for s, by_task in rows.items():
@@ -80,12 +77,8 @@ def timed_main(args, tasks, smol, gemma) -> None:
 
 
 def run(task, smol, gemma, seed, evals) -> dict:
-    prompts = [(task["messages"], task["target"])]
-    tpl = {gemma.name: GEMMA_CHAT_TEMPLATE}
-    joint = PromptChain([smol, gemma], prompts, chat_templates=tpl)
-    chains = {"joint": joint, "joint-gemma": PromptChain([gemma, smol], prompts, chat_templates=tpl),
-              "smol-only": PromptChain([smol], prompts),
-              "gemma-only": PromptChain([gemma], prompts, chat_templates=tpl)}
+    chains = task_chains(task, smol, gemma)
+    joint = chains["joint"]
     cfg = GCGConfig(n_tokens=N_TOKENS, budget=evals, batch_size=BATCH, top_k=TOP_K, seed=seed, init_text=INIT)
     out = {}
     for name in METHODS:

@@ -84,7 +84,7 @@ def one_span(smol, args) -> None:
             ev = chain.evaluate_ids([ids])
             for i, term in enumerate(chain.terms):
                 obj = term.objective
-                m = chain.models[obj.model]
+                m = obj.backbone
                 prompt = torch.tensor([obj.full_ids(spans[obj.model][0])], device=m.device)
                 with torch.no_grad():
                     out = m.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=4,

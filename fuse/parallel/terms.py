@@ -159,7 +159,7 @@ class TermParallelChain(RankedChain):
             raise ValueError(f"seqs must be (B, L) token ids of equal length, got shape {tuple(ids.shape)}")
         B, L = ids.shape
         n_pos = L if positions is None else len(positions)
-        d = prim.embed(ids[:1, :1].to(prim.device)).shape[-1]
+        d = prim.dim
 
         def compute():
             parts = torch.zeros(B, len(self.terms), device=self.device)
