@@ -16,9 +16,11 @@ from fuse.optim import CONFIGS
 
 def run_timed(chain, config, seconds: float | None = None, min_evaluations: int = 0):
     """``(optimizer, result)`` of ``config``'s optimizer on ``chain``, stopped after ``seconds`` (``None``: no limit),
-    but not before ``min_evaluations`` evaluations (a run that is read both at equal time and at equal evaluations).
+    but not before ``min_evaluations`` candidates were scored (a run that is read both at equal time and at equal
+    evaluations; with GCG's ``cascade`` a candidate scored on the primary's terms alone counts too).
 
-    Every ``result.history`` entry gains ``"seconds"`` (since the start of ``run()``).
+    Every ``result.history`` entry gains ``"seconds"`` (since the start of ``run()``) and ``"candidates"`` (the
+    candidates scored so far: ``evaluations`` plus the cascade's first-stage-only ones).
     """
     base = CONFIGS.get(type(config))
     if base is None:
@@ -34,11 +36,13 @@ def run_timed(chain, config, seconds: float | None = None, min_evaluations: int 
         def _record(self, step):
             super()._record(step)
             self.history[-1]["seconds"] = time.perf_counter() - self._t0
+            # candidates scored on any term: with GCG's cascade, also those scored on the primary's terms alone
+            self.history[-1]["candidates"] = self.evaluations + self.evaluator.cascade_evaluations
 
         def _stop(self):
             why = super()._stop()
             if (why is None and seconds is not None and time.perf_counter() - self._t0 >= seconds
-                    and self.evaluations >= min_evaluations):
+                    and self.evaluations + self.evaluator.cascade_evaluations >= min_evaluations):
                 return "time"
             return why
 

@@ -46,7 +46,7 @@ PARALLEL_FLAGS = {
 PARALLEL_OPTIONS = ConfigFlags([ParallelConfig], flags=PARALLEL_FLAGS)
 # flags that came with the generated options: a job id counts them only when changed, so a job begun before resumes
 _NEWER = ("eval_batch_size", "patience", "target_loss", "ascii_only", "cache", "lm_weight", "no_gradient", "lr",
-          "weight_decay")
+          "weight_decay", "cascade")
 
 
 def _secondary(spec: str) -> tuple[str, float]:

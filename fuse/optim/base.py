@@ -41,6 +41,8 @@ class OptimResult:
         dropped: candidates dropped because their text does not re-tokenize to the same ids in the primary.
         cache_hits: candidates met again and answered from the evaluation cache.
         draft_evaluations: texts scored by a probe-sampling draft model.
+        cascade_evaluations: candidates scored on the primary's own terms only, not among the best fraction that went
+            on to the whole objective (GCG's ``cascade``); ``evaluations + cascade_evaluations`` candidates were scored.
         gradient_calls: gradient passes the run made (each over a batch of sequences).
         phase_seconds: wall seconds by phase: ``gradient``, ``evaluate`` (exact scoring), ``draft`` (probe sampling).
         probe_history: probe sampling's record of each step (``rho``, probed, filtered, candidates).
@@ -63,6 +65,7 @@ class OptimResult:
     dropped: int = 0
     cache_hits: int = 0
     draft_evaluations: int = 0
+    cascade_evaluations: int = 0
     gradient_calls: int = 0
     phase_seconds: dict = field(default_factory=dict)
     probe_history: list = field(default_factory=list)
@@ -257,7 +260,8 @@ class Optimizer:
             stopped=stopped, optimizer=self.name, search=self.config.search, best_free_ids=list(best.free),
             best_free_text=self.tokenizer.decode(best.free, clean_up_tokenization_spaces=False),
             matched=best.match, dropped=ev.dropped, cache_hits=ev.cache_hits,
-            draft_evaluations=ev.draft_evaluations, gradient_calls=ev.gradient_calls,
+            draft_evaluations=ev.draft_evaluations, cascade_evaluations=ev.cascade_evaluations,
+            gradient_calls=ev.gradient_calls,
             phase_seconds={k: round(v, 6) for k, v in ev.seconds.items()}, probe_history=list(ev.probe_history),
             config=self.config.to_dict(),
         )

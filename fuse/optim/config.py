@@ -131,6 +131,11 @@ class GCGConfig(OptimizerConfig):
             multi-coordinate update; :mod:`fuse.optim.search`). ``None`` (default): ``batch_size // 8``, the setting
             measured against nanoGCG (``engine_peer``); ``0``: plain GCG.
         probe: a :class:`ProbeConfig` to pre-screen each step's candidates with a cheap draft model.
+        cascade: ``None`` (default): every candidate is scored on every term. A fraction in (0, 1]: each step's
+            candidates are scored first on the primary's own terms, and only that fraction of them (the best, at least
+            one) also on the bridged terms; the step keeps the best by the whole objective. The result's
+            ``evaluations`` count whole evaluations, ``cascade_evaluations`` the candidates scored on the primary
+            alone. For a time budget with several models (``benchmarks/transfer_cascade.py``, docs/prompts.md): 0.25.
     """
 
     top_k: int = 256
@@ -139,6 +144,7 @@ class GCGConfig(OptimizerConfig):
     accept: str = "improve"
     combine: int | None = None
     probe: ProbeConfig | None = None
+    cascade: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -158,6 +164,13 @@ class GCGConfig(OptimizerConfig):
             raise ValueError("buffer_size and search='beam' are two ways of keeping several sequences; pick one")
         if self.probe is not None and not isinstance(self.probe, ProbeConfig):
             raise ValueError("probe must be a fuse.optim.ProbeConfig")
+        if self.cascade is not None:
+            if isinstance(self.cascade, bool) or not isinstance(self.cascade, (int, float)) or not (
+                    0 < self.cascade <= 1):
+                raise ValueError(f"cascade must be None or a fraction in (0, 1] of each step's candidates scored on "
+                                 f"the bridged terms, got {self.cascade!r}")
+            if self.probe is not None:
+                raise ValueError("probe and cascade are two ways of scoring fewer candidates exactly; pick one")
 
     def to_dict(self) -> dict:
         out = super().to_dict()

@@ -9,6 +9,7 @@ best-so-far and the run's caches (:class:`~fuse.models.run_state.RunState`). Pro
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 from fuse.models.run_state import RunState
-from fuse.optim.chain_base import BaseChain, Known, Layout  # noqa: F401 (Layout: re-exported)
+from fuse.optim.chain_base import BaseChain, Evaluation, Known, Layout  # noqa: F401 (Layout: re-exported)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Evaluator:
     dropped: int = 0
     cache_hits: int = 0
     draft_evaluations: int = 0
+    cascade_evaluations: int = 0
     gradient_calls: int = 0
     any_match: bool = False
     best: Best = field(default_factory=Best)
@@ -65,6 +67,7 @@ class Evaluator:
     probe_history: list[dict] = field(default_factory=list)
     seconds: dict = field(default_factory=lambda: defaultdict(float))
     scored: dict = field(default_factory=dict)  # free tokens -> (loss, parts, match)
+    _stages: tuple | None = field(default=None, repr=False)  # the cascade's (primary's terms, the rest) chains
 
     # -- the round trip -------------------------------------------------------------------
     def round_trip_texts(self, frees: Sequence[Sequence[int]]) -> tuple[list[bool], list[str]]:
@@ -80,8 +83,8 @@ class Evaluator:
         return self.round_trip_texts(frees)[0]
 
     # -- exact scoring --------------------------------------------------------------------
-    def score(self, frees: Sequence[Sequence[int]], known: Callable[[list[list[int]]], Known] | None = None
-              ) -> torch.Tensor:
+    def score(self, frees: Sequence[Sequence[int]], known: Callable[[list[list[int]]], Known] | None = None,
+              cascade: float | None = None) -> torch.Tensor:
         """Exact losses ``(n,)`` (CPU float) of candidate free-token lists.
 
         Candidates whose text does not round-trip are dropped (``inf``, counted in :attr:`dropped`), and so are those
@@ -90,6 +93,10 @@ class Evaluator:
         already scored come from the cache (:attr:`cache_hits`); the rest are scored in order while the budget lasts
         (``inf`` past it). ``known(frees)`` may give the exact values of some terms for the candidates to evaluate
         (:meth:`BaseChain.evaluate_ids <fuse.optim.chain_base.BaseChain.evaluate_ids>`).
+
+        ``cascade`` (a fraction in (0, 1]): the candidates are scored first on the primary's own terms (those without
+        a bridge), and only the best ``ceil(cascade · n)`` of them on the rest (:meth:`cascade_evaluate`); the others
+        stay ``inf``, are not cached and count in :attr:`cascade_evaluations` (not in :attr:`evaluations`).
         """
         out = torch.full((len(frees),), float("inf"))
         if not frees:
@@ -116,13 +123,20 @@ class Evaluator:
                 todo.append(list(frees[i]))
                 todo_texts.append(text)
         left = max(self.budget - self.evaluations, 0)
-        todo, todo_texts = todo[:left], todo_texts[:left]
-        if not todo:
+        if cascade is None or known is not None:
+            todo, todo_texts = todo[:left], todo_texts[:left]
+        if not todo or not left:
             return out
         t0 = time.perf_counter()
-        ev = self.chain.evaluate_ids([self.layout.full_ids(f) for f in todo], batch_size=self.batch_size,
-                                     texts=todo_texts, known=None if known is None else known(todo), state=self.state)
+        if cascade is not None and known is None:
+            todo, todo_texts, ev = self.cascade_evaluate(todo, todo_texts, cascade, left)
+        else:
+            ev = self.chain.evaluate_ids([self.layout.full_ids(f) for f in todo], batch_size=self.batch_size,
+                                         texts=todo_texts, known=None if known is None else known(todo),
+                                         state=self.state)
         self.seconds["evaluate"] += time.perf_counter() - t0
+        if not todo:
+            return out
         totals, parts = ev.total.tolist(), ev.parts.tolist()
         matches = ev.match.tolist() if ev.match is not None else [None] * len(todo)
         refused = 0
@@ -139,6 +153,48 @@ class Evaluator:
         if self.on_scored is not None:
             self.on_scored(len(todo) - refused, self.best.loss)
         return out
+
+    def cascade_evaluate(self, frees: list[list[int]], texts: list[str], keep: float, most: int
+                         ) -> tuple[list[list[int]], list[str], Evaluation]:
+        """Score ``frees`` on the primary's own terms, then the best ``min(most, ceil(keep · n))`` of them on the
+        other terms: those candidates, their texts and their whole :class:`~fuse.optim.chain_base.Evaluation` (the
+        same values as one exact evaluation of the chain). A chain whose terms are all the primary's, or all
+        bridged, is evaluated in one pass."""
+        chain = self.chain
+        first = [i for i, t in enumerate(chain.terms) if t.bridge is None]
+        rest = [i for i, t in enumerate(chain.terms) if t.bridge is not None]
+        if not first or not rest:
+            frees, texts = frees[:most], texts[:most]
+            return frees, texts, chain.evaluate_ids([self.layout.full_ids(f) for f in frees],
+                                                    batch_size=self.batch_size, texts=texts, state=self.state)
+        if self._stages is None:
+            self._stages = (chain.subset(first), chain.subset(rest))
+        head, tail = self._stages
+        ev1 = head.evaluate_ids([self.layout.full_ids(f) for f in frees], batch_size=self.batch_size, texts=texts,
+                                state=self.state)
+        total1 = ev1.total.float().cpu()
+        finite = torch.isfinite(total1)
+        self.dropped += int((~finite).sum())   # the chain refused them (a PromptChain's edges): as in one pass
+        n = min(most, max(1, math.ceil(keep * int(finite.sum())))) if bool(finite.any()) else 0
+        order = [i for i in torch.argsort(total1, stable=True).tolist() if bool(finite[i])][:n]
+        frees, texts = [frees[i] for i in order], [texts[i] for i in order]
+        self.cascade_evaluations += int(finite.sum()) - len(order)   # scored on the primary's terms alone
+        if not order:
+            return [], [], ev1
+        ev2 = tail.evaluate_ids([self.layout.full_ids(f) for f in frees], batch_size=self.batch_size, texts=texts,
+                                state=self.state)
+        rows = torch.tensor(order, device=ev1.parts.device)
+        P = torch.empty(len(order), len(chain.terms), device=ev1.parts.device, dtype=torch.float32)
+        P[:, first] = ev1.parts[rows].float()
+        P[:, rest] = ev2.parts.to(P)
+        match = None
+        if ev1.match is not None or ev2.match is not None:
+            match = torch.ones(len(order), dtype=torch.bool, device=P.device)
+            if ev1.match is not None:
+                match &= ev1.match[rows].to(P.device)
+            if ev2.match is not None:
+                match &= ev2.match.to(P.device)
+        return frees, texts, Evaluation(P @ chain.weights.to(P), P, match)
 
     def screen(self, frees: Sequence[Sequence[int]]) -> tuple[list[int], list[str]]:
         """The indices of candidates whose text round-trips (the others are counted as dropped) and all texts."""

@@ -56,6 +56,8 @@ class GCG(SwapSearch):
         return pos, tok.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
 
     def score_candidates(self, cands):
+        if self.config.cascade is not None:
+            return self.evaluator.score(cands, cascade=float(self.config.cascade))
         if self.config.probe is None:
             return self.score(cands)
         return ProbeSampling(self.config.probe).score(self.evaluator, cands, self.gen)
