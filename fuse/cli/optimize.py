@@ -8,6 +8,7 @@ command and ``fuse.optimize(chain, config)`` agree; the config is built and vali
 from __future__ import annotations
 
 import json
+import math
 
 from fuse.cli.options import ConfigFlags, Flag, after_parse
 from fuse.optim import OPTIMIZERS
@@ -188,6 +189,10 @@ def run_prompts(args, load) -> dict:
     if clash:
         raise ValueError(f"--prompts FILE sets the whole objective (every model continues every prompt with its "
                          f"target); drop {', '.join(clash)}")
+    w = args.bridge_weight
+    if not (math.isfinite(w) and w >= 0):  # refused before any model loads (PromptChain says the same)
+        raise ValueError(f"bridge_weight must be a finite number >= 0 (1: the objective's gradient, 0: the "
+                         f"primary's own), got {w!r}; fix --bridge-weight")
     prompts = read_prompts(args.prompts)
     templates = chat_templates(args.chat_template)
     models = [load(name, device=args.device, dtype=args.dtype) for name in [args.primary, *args.model]]
@@ -207,7 +212,8 @@ def run_prompts(args, load) -> dict:
         wrapped = DataParallelChain(chain, micro_batch=args.parallel.micro_batch)
     res = optimize(wrapped, config)
     return {"best_text": res.best_free_text, "best_loss": res.best_loss, "losses": res.losses,
-            "evaluations": res.evaluations, "dropped": res.dropped, "seconds": round(res.seconds, 3),
+            "evaluations": res.evaluations, "cascade_evaluations": res.cascade_evaluations,
+            "dropped": res.dropped, "seconds": round(res.seconds, 3),
             "optimizer": res.optimizer, "stopped": res.stopped, "matched": res.matched, "seed": config.seed,
             "prompts": len(prompts), "models": [m.name for m in models], "world_size": world_size()}
 

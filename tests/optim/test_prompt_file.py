@@ -82,6 +82,14 @@ def test_the_cli_optimizes_one_span_for_two_tokenizers(tmp_path, monkeypatch, ca
     chain = PromptChain([a, b], pairs)  # rescored exactly, apart from the run: the reported loss is the span's
     ids = a.tokenizer(out["best_text"], add_special_tokens=False)["input_ids"]
     assert float(chain.evaluate_ids([ids]).total[0]) == pytest.approx(out["best_loss"], rel=1e-5)
+    assert out["cascade_evaluations"] == 0
+    assert main(args + ["--json", "--cascade", "0.25"]) == 0  # each step's best quarter by the primary goes on to b
+    cascaded = json.loads(capsys.readouterr().out)
+    assert cascaded["cascade_evaluations"] > 0 and 0 < cascaded["evaluations"] <= 24
+    ids = a.tokenizer(cascaded["best_text"], add_special_tokens=False)["input_ids"]
+    assert float(chain.evaluate_ids([ids]).total[0]) == pytest.approx(cascaded["best_loss"], rel=1e-5)
+    missing = ["optimize", "--primary", str(tmp_path / "nowhere"), "--prompts", str(prompts), "--bridge-weight", "-1"]
+    assert main(missing) == 2 and "fix --bridge-weight" in capsys.readouterr().err  # before any model loads
     assert main(args) == 0  # the plain report
     text = capsys.readouterr().out
     assert text.startswith(f"span: {out['best_text']!r}\nmean loss over 2 prompt(s) × 2 model(s) {out['best_loss']:.4f}")
