@@ -58,9 +58,11 @@ def point(t0, evals, loss, text):
 
 
 def fuse_curve(chain, config, seconds, evals):
-    """A fuse optimizer's curve: ``(evaluations, seconds, best_loss, best_text)`` after every step."""
+    """A fuse optimizer's curve: ``(evaluations, candidates, seconds, best_loss, best_text)`` after every step
+    (``candidates``: :func:`~benchmarks.wallclock.run_timed`'s, the cascade's first-stage-only ones included)."""
     _, res = run_timed(chain, config, seconds=seconds, min_evaluations=evals)
-    return [{k: h[k] for k in ("evaluations", "seconds", "best_loss", "best_text")} for h in res.history], res
+    return [{k: h[k] for k in ("evaluations", "candidates", "seconds", "best_loss", "best_text")}
+            for h in res.history], res
 
 
 def vocab_loop(joint, proposers, seed, seconds, evals, batch=BATCH, top_k=TOP_K):

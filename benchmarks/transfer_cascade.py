@@ -34,8 +34,9 @@ from pathlib import Path
 
 import fuse
 from benchmarks.common import markdown_table, write_results
-from benchmarks.transfer import BATCH, INIT, N_TOKENS, TASKS, TOP_K, cut, rescore, task_chains
-from benchmarks.wallclock import at_evaluations, at_time, run_timed
+from benchmarks.transfer import BATCH, INIT, N_TOKENS, TASKS, TOP_K, cut, fuse_curve, rescore, task_chains
+from benchmarks.transfer_seeds import seed_tables
+from benchmarks.wallclock import at_evaluations, at_time
 from fuse.optim import GCGConfig
 
 logger = logging.getLogger("benchmarks.transfer_cascade")
@@ -52,10 +53,9 @@ def one_run(task, smol, gemma, method, seed, seconds, evals, fraction=CHOSEN) ->
     chain = chains["joint-gemma" if method.startswith("joint-c") else method]
     cfg = GCGConfig(n_tokens=N_TOKENS, budget=10**6, batch_size=BATCH, top_k=TOP_K, seed=seed, init_text=INIT,
                     cascade=fraction if method.startswith("joint-c") else None)
-    _, res = run_timed(chain, cfg, seconds=seconds, min_evaluations=evals)
+    curve, res = fuse_curve(chain, cfg, seconds, evals)
     # "evaluations" here: candidates scored on any model (the cascade's first-stage-only ones too), "whole": on both
-    curve = [{"evaluations": h["candidates"], "whole": h["evaluations"], "seconds": h["seconds"],
-              "best_loss": h["best_loss"], "best_text": h["best_text"]} for h in res.history]
+    curve = [{**h, "evaluations": h["candidates"], "whole": h["evaluations"]} for h in curve]
     curve = curve if chain is joint else rescore(joint, curve)
     out = {"evaluations": {**cut(joint, curve, evals=evals), "whole": at_evaluations(curve, evals)["whole"]},
            "seconds": {**cut(joint, curve, seconds=seconds), "whole": at_time(curve, seconds).get("whole", 0)},
@@ -103,18 +103,10 @@ def tune_report(rows, seconds) -> list[str]:
 def final_report(figures, tasks, evals, seconds) -> list[str]:
     runs = {str(k): v for k, v in figures["final"].items()}
     tasks = [t for t in tasks if t["id"] in next(iter(runs.values()))]
-    md, summary = [], {}
+    md, summary = seed_tables(runs, FINAL, "joint-cascade", evals, seconds,
+                              reached="candidates scored / whole evaluations",
+                              cell=lambda c: f"{c['loss']:.3f} ({c['evaluations']}/{c['whole']})")
     figures["summary"] = summary
-    for s, by_task in runs.items():
-        for key, label in (("evaluations", f"{evals} evaluations"), ("seconds", f"{seconds:g} s")):
-            means = {m: statistics.mean(r[m][key]["loss"] for r in by_task.values()) for m in FINAL}
-            beats = {m: lower(by_task, "joint-cascade", m, key) for m in FINAL[1:]}
-            summary.setdefault(s, {})[key] = {"mean": means, "joint-cascade lower": beats}
-            md += [f"## Seed {s}, at {label}: best joint loss (candidates scored / whole evaluations)", "",
-                   markdown_table(["task", *FINAL],
-                                  [[t, *(f"{r[m][key]['loss']:.3f} ({r[m][key]['evaluations']}/{r[m][key]['whole']})" for m in FINAL)]
-                                   for t, r in by_task.items()] + [["mean", *(round(means[m], 3) for m in FINAL)]]),
-                   "", f"Tasks where `joint-cascade` is lower (of {len(by_task)}): {beats}.", ""]
     seeds = list(runs)
     for key, label in (("evaluations", f"{evals} evaluations"), ("seconds", f"{seconds:g} s")):
         mean_by_task = {t["id"]: {m: statistics.mean(runs[s][t["id"]][m][key]["loss"] for s in seeds) for m in FINAL}

@@ -49,25 +49,34 @@ def run_timed(task, smol, gemma, seed, evals, seconds) -> dict:
     return out
 
 
+def seed_tables(rows, methods, lead, evals, seconds, reached="evaluations reached",
+                cell=lambda c: f"{c['loss']:.3f} ({c['evaluations']})") -> tuple[list[str], dict]:
+    """Markdown and summary of timed runs ``{seed: {task: {method: {"evaluations": cut, "seconds": cut}}}}``: per seed
+    and cut, each method's best joint loss by task (``cell`` of the cut), the mean, and the tasks where ``lead`` is
+    lower than each other method."""
+    md, summary = [], {}
+    for s, by_task in rows.items():
+        for key, label in (("evaluations", f"{evals} evaluations"), ("seconds", f"{seconds:g} s")):
+            means = {m: statistics.mean(r[m][key]["loss"] for r in by_task.values()) for m in methods}
+            beats = {m: sum(r[lead][key]["loss"] < r[m][key]["loss"] for r in by_task.values())
+                     for m in methods if m != lead}
+            summary.setdefault(s, {})[key] = {"mean": means, f"{lead} lower": beats}
+            md += [f"## Seed {s}, at {label}: best joint loss ({reached})", "",
+                   markdown_table(["task", *methods], [[t, *(cell(r[m][key]) for m in methods)]
+                                                       for t, r in by_task.items()]
+                                  + [["mean", *(round(means[m], 3) for m in methods)]]), "",
+                   f"Tasks where `{lead}` is lower (of {len(by_task)}): {beats}.", ""]
+    return md, summary
+
+
 def timed_main(args, tasks, smol, gemma) -> None:
     warm = task_chains(tasks[0], smol, gemma)["joint"]
     warm.embedding_gradients([warm.primary.tokenizer(INIT, add_special_tokens=False)["input_ids"]])
     warm.evaluate([INIT, INIT + " y"])  # one-time costs out of the first run's clock
     rows = {s: {t["id"]: run_timed(t, smol, gemma, s, args.evals, args.seconds) for t in tasks} for s in args.seeds}
     methods = TIMED
-    md = [__doc__.split("\n\n")[0].replace("\n", " "), ""]
-    summary = {}
-    for s, by_task in rows.items():
-        for key, label in (("evaluations", f"{args.evals} evaluations"), ("seconds", f"{args.seconds:g} s")):
-            means = {m: statistics.mean(r[m][key]["loss"] for r in by_task.values()) for m in methods}
-            beats = {m: sum(r["joint-gemma"][key]["loss"] < r[m][key]["loss"] for r in by_task.values())
-                     for m in methods if m != "joint-gemma"}
-            summary.setdefault(s, {})[key] = {"mean": means, "joint-gemma lower": beats}
-            md += [f"## Seed {s}, at {label}: best joint loss (evaluations reached)", "",
-                   markdown_table(["task", *methods], [[t, *(f"{r[m][key]['loss']:.3f} ({r[m][key]['evaluations']})"
-                                                            for m in methods)] for t, r in by_task.items()]
-                                  + [["mean", *(round(means[m], 3) for m in methods)]]), "",
-                   f"Tasks where `joint-gemma` is lower (of {len(by_task)}): {beats}.", ""]
+    body, summary = seed_tables(rows, methods, "joint-gemma", args.evals, args.seconds)
+    md = [__doc__.split("\n\n")[0].replace("\n", " "), "", *body]
     write_results("transfer_seeds_timed", config={"seeds": args.seeds, "evals": args.evals, "seconds": args.seconds,
                                                   "tasks": [t["id"] for t in tasks], "n_tokens": N_TOKENS,
                                                   "batch_size": BATCH, "top_k": TOP_K, "init_text": INIT,

@@ -8,7 +8,6 @@ command and ``fuse.optimize(chain, config)`` agree; the config is built and vali
 from __future__ import annotations
 
 import json
-import math
 
 from fuse.cli.options import ConfigFlags, Flag, after_parse
 from fuse.optim import OPTIMIZERS
@@ -178,6 +177,7 @@ def run_prompts(args, load) -> dict:
     from dataclasses import replace
 
     from fuse.optim import PromptChain, optimize
+    from fuse.optim.prompt_chain import check_bridge_weight
     from fuse.optim.prompt_file import read_prompts
     from fuse.parallel import DataParallelChain, TermParallelChain, is_main, world_size
 
@@ -189,10 +189,7 @@ def run_prompts(args, load) -> dict:
     if clash:
         raise ValueError(f"--prompts FILE sets the whole objective (every model continues every prompt with its "
                          f"target); drop {', '.join(clash)}")
-    w = args.bridge_weight
-    if not (math.isfinite(w) and w >= 0):  # refused before any model loads (PromptChain says the same)
-        raise ValueError(f"bridge_weight must be a finite number >= 0 (1: the objective's gradient, 0: the "
-                         f"primary's own), got {w!r}; fix --bridge-weight")
+    check_bridge_weight(args.bridge_weight, "; fix --bridge-weight")  # before any model loads
     prompts = read_prompts(args.prompts)
     templates = chat_templates(args.chat_template)
     models = [load(name, device=args.device, dtype=args.dtype) for name in [args.primary, *args.model]]

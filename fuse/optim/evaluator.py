@@ -67,7 +67,6 @@ class Evaluator:
     probe_history: list[dict] = field(default_factory=list)
     seconds: dict = field(default_factory=lambda: defaultdict(float))
     scored: dict = field(default_factory=dict)  # free tokens -> (loss, parts, match)
-    _stages: tuple | None = field(default=None, repr=False)  # the cascade's (primary's terms, the rest) chains
 
     # -- the round trip -------------------------------------------------------------------
     def round_trip_texts(self, frees: Sequence[Sequence[int]]) -> tuple[list[bool], list[str]]:
@@ -123,13 +122,14 @@ class Evaluator:
                 todo.append(list(frees[i]))
                 todo_texts.append(text)
         left = max(self.budget - self.evaluations, 0)
-        if cascade is None or known is not None:
+        stages = self.cascade_stages() if cascade is not None and known is None else None
+        if stages is None:  # (a cascade scores every candidate on the primary's terms, the budget cuts its second)
             todo, todo_texts = todo[:left], todo_texts[:left]
         if not todo or not left:
             return out
         t0 = time.perf_counter()
-        if cascade is not None and known is None:
-            todo, todo_texts, ev = self.cascade_evaluate(todo, todo_texts, cascade, left)
+        if stages is not None:
+            todo, todo_texts, ev = self.cascade_evaluate(todo, todo_texts, cascade, left, stages)
         else:
             ev = self.chain.evaluate_ids([self.layout.full_ids(f) for f in todo], batch_size=self.batch_size,
                                          texts=todo_texts, known=None if known is None else known(todo),
@@ -154,46 +154,37 @@ class Evaluator:
             self.on_scored(len(todo) - refused, self.best.loss)
         return out
 
-    def cascade_evaluate(self, frees: list[list[int]], texts: list[str], keep: float, most: int
-                         ) -> tuple[list[list[int]], list[str], Evaluation]:
-        """Score ``frees`` on the primary's own terms, then the best ``min(most, ceil(keep · n))`` of them on the
-        other terms: those candidates, their texts and their whole :class:`~fuse.optim.chain_base.Evaluation` (the
-        same values as one exact evaluation of the chain). A chain whose terms are all the primary's, or all
-        bridged, is evaluated in one pass."""
-        chain = self.chain
-        first = [i for i, t in enumerate(chain.terms) if t.bridge is None]
-        rest = [i for i, t in enumerate(chain.terms) if t.bridge is not None]
-        if not first or not rest:
-            frees, texts = frees[:most], texts[:most]
-            return frees, texts, chain.evaluate_ids([self.layout.full_ids(f) for f in frees],
-                                                    batch_size=self.batch_size, texts=texts, state=self.state)
-        if self._stages is None:
-            self._stages = (chain.subset(first), chain.subset(rest))
-        head, tail = self._stages
-        ev1 = head.evaluate_ids([self.layout.full_ids(f) for f in frees], batch_size=self.batch_size, texts=texts,
-                                state=self.state)
+    def cascade_stages(self) -> tuple[list[int], list[int]] | None:
+        """The cascade's ``(primary's own terms, bridged terms)`` indices, or ``None`` when either is empty (the chain
+        is then scored in one pass)."""
+        first = [i for i, t in enumerate(self.chain.terms) if t.bridge is None]
+        rest = [i for i, t in enumerate(self.chain.terms) if t.bridge is not None]
+        return (first, rest) if first and rest else None
+
+    def cascade_evaluate(self, frees: list[list[int]], texts: list[str], keep: float, most: int,
+                         stages: tuple[list[int], list[int]]) -> tuple[list[list[int]], list[str], Evaluation]:
+        """Score ``frees`` on the terms ``stages[0]``, then the best ``min(most, ceil(keep · n))`` of them on the terms
+        ``stages[1]``: those candidates, their texts and their whole :class:`~fuse.optim.chain_base.Evaluation` (the
+        same values as one exact evaluation of the chain)."""
+        chain, (first, rest) = self.chain, stages
+        ev1 = chain.subset(first).evaluate_ids([self.layout.full_ids(f) for f in frees], batch_size=self.batch_size,
+                                               texts=texts, state=self.state)
         total1 = ev1.total.float().cpu()
-        finite = torch.isfinite(total1)
-        self.dropped += int((~finite).sum())   # the chain refused them (a PromptChain's edges): as in one pass
-        n = min(most, max(1, math.ceil(keep * int(finite.sum())))) if bool(finite.any()) else 0
-        order = [i for i in torch.argsort(total1, stable=True).tolist() if bool(finite[i])][:n]
+        n_ok = int(torch.isfinite(total1).sum())
+        self.dropped += len(frees) - n_ok   # the chain refused them (a PromptChain's edges): as in one pass
+        order = torch.argsort(total1, stable=True)[:min(most, math.ceil(keep * n_ok))].tolist()  # refused ones last
         frees, texts = [frees[i] for i in order], [texts[i] for i in order]
-        self.cascade_evaluations += int(finite.sum()) - len(order)   # scored on the primary's terms alone
+        self.cascade_evaluations += n_ok - len(order)   # scored on the primary's terms alone
         if not order:
             return [], [], ev1
-        ev2 = tail.evaluate_ids([self.layout.full_ids(f) for f in frees], batch_size=self.batch_size, texts=texts,
-                                state=self.state)
+        ev2 = chain.subset(rest).evaluate_ids([self.layout.full_ids(f) for f in frees], batch_size=self.batch_size,
+                                              texts=texts, state=self.state)
         rows = torch.tensor(order, device=ev1.parts.device)
         P = torch.empty(len(order), len(chain.terms), device=ev1.parts.device, dtype=torch.float32)
         P[:, first] = ev1.parts[rows].float()
         P[:, rest] = ev2.parts.to(P)
-        match = None
-        if ev1.match is not None or ev2.match is not None:
-            match = torch.ones(len(order), dtype=torch.bool, device=P.device)
-            if ev1.match is not None:
-                match &= ev1.match[rows].to(P.device)
-            if ev2.match is not None:
-                match &= ev2.match.to(P.device)
+        matches = [m.to(P.device) for m in (None if ev1.match is None else ev1.match[rows], ev2.match) if m is not None]
+        match = torch.stack(matches).all(0) if matches else None
         return frees, texts, Evaluation(P @ chain.weights.to(P), P, match)
 
     def screen(self, frees: Sequence[Sequence[int]]) -> tuple[list[int], list[str]]:

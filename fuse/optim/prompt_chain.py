@@ -37,7 +37,7 @@ from fuse.models.templates import Rendered, render
 from fuse.objectives.language import Continuation
 from fuse.optim.chain_base import BaseChain, Evaluation, Known, Layout, Term
 
-__all__ = ["PromptChain", "PromptTarget", "as_prompts"]
+__all__ = ["PromptChain", "PromptTarget", "as_prompts", "check_bridge_weight"]
 
 
 class PromptTarget(Continuation):
@@ -58,6 +58,13 @@ class PromptTarget(Continuation):
     def full_ids(self, span_ids: Sequence[int]) -> list[int]:
         """This model's prompt ids around ``span_ids`` (the target not included)."""
         return self.rendered.before_ids + list(span_ids) + self.rendered.after_ids
+
+
+def check_bridge_weight(w, fix: str = "") -> None:
+    """Refuse a :class:`PromptChain` ``bridge_weight`` that is not a finite number >= 0 (``fix``: how to mend it)."""
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 0):
+        raise ValueError(f"bridge_weight must be a finite number >= 0 (1: the objective's gradient, 0: the primary's "
+                         f"own), got {w!r}{fix}")
 
 
 def as_prompts(messages_or_prompts, target: str | None = None) -> list[tuple]:
@@ -102,10 +109,7 @@ class PromptChain(BaseChain):
                  adapter_config=None, bridge_weight: float = 1.0):
         from fuse.optim.chain import adapter_fit
 
-        if isinstance(bridge_weight, bool) or not isinstance(bridge_weight, (int, float)) or not (
-                math.isfinite(bridge_weight) and bridge_weight >= 0):
-            raise ValueError(f"bridge_weight must be a finite number >= 0 (1: the objective's gradient, 0: the "
-                             f"primary's own), got {bridge_weight!r}")
+        check_bridge_weight(bridge_weight)
 
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         if not models:
