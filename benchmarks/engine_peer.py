@@ -113,7 +113,8 @@ def run_fuse(smol, task: tuple[str, str], budget: int, width: int, seed: int, op
         "seconds": res.seconds, "cpu_seconds": cpu_seconds, "steps": len(res.history), "gradients": timers["gradients"],
         "gradient_s": timers["gradient_s"], "candidates_s": timers["candidates_s"],
         "other_s": res.seconds - timers["gradient_s"] - timers["candidates_s"],
-        "history": [{"evaluations": h["evaluations"], "best_loss": h["best_loss"]} for h in res.history],
+        "history": [{"evaluations": h["evaluations"], "best_loss": h["best_loss"], "best_text": h["best_text"]}
+                    for h in res.history],
     }
 
 

@@ -12,8 +12,8 @@ sees ``tok(prompt) + optim_ids + tok(target)``; ``add_space_before_target=False`
 carries its own leading space); every other nanoGCG option keeps its default (topk 256,
 n_replace 1, buffer 0, prefix cache on, filter_ids on, no early stop).
 
-Written to OUT.json: the best string and nanoGCG's own loss of it, the per-step losses, the
-evaluations after each step (candidates whose loss was computed, the initial string included),
+Written to OUT.json: the best string and nanoGCG's own loss of it, the per-step losses and
+strings, the evaluations and the process's CPU seconds after each step (candidates whose loss was computed, the initial string included),
 wall time of ``GCG.run`` and its split into gradient, candidate scoring and the rest (sampling,
 filtering, bookkeeping), and in check mode the token ids of the sequence nanoGCG builds.
 """
@@ -95,6 +95,7 @@ def main() -> None:
 
     timers = {"gradient_s": 0.0, "candidates_s": 0.0}
     evals: list[int] = []  # candidates scored, per call of the scorer (first call: the initial string)
+    stamps: list[float] = []  # process CPU time after each call of the scorer
     seen: dict = {}
     grad_fn, cand_fn = gcg.compute_token_gradient, gcg._compute_candidates_loss_original
 
@@ -110,6 +111,7 @@ def main() -> None:
         out = cand_fn(search_batch_size, input_embeds)
         timers["candidates_s"] += time.perf_counter() - t
         evals.append(int(input_embeds.shape[0]))
+        stamps.append(time.process_time())
         if len(evals) == 1:
             seen["init_loss"] = float(out.min())
         return out
@@ -124,14 +126,15 @@ def main() -> None:
         n += e
         cumulative.append(n)
     best, curve = seen["init_loss"], []
-    for loss, ev in zip(result.losses, cumulative[1:]):
+    for loss, ev, cpu in zip(result.losses, cumulative[1:], stamps[1:]):
         best = min(best, float(loss))
-        curve.append({"evaluations": ev, "best_loss": best, "step_loss": float(loss)})
+        curve.append({"evaluations": ev, "best_loss": best, "step_loss": float(loss), "cpu_seconds": cpu - c0})
     out = {
         "best_string": result.best_string,
         "best_loss_own": float(result.best_loss),
         "init_loss_own": seen["init_loss"],
         "losses": [float(x) for x in result.losses],
+        "strings": list(result.strings),
         "history": curve,
         "evaluations": cumulative[-1],
         "seconds": seconds,

@@ -12,6 +12,7 @@ import json
 from fuse.cli.options import ConfigFlags, Flag, after_parse
 from fuse.optim import OPTIMIZERS
 from fuse.optim.config import ACCEPT, SEARCHES
+from fuse.optim.vocab_filter import VOCABULARIES
 from fuse.parallel.config import SHARDS, ParallelConfig
 
 # options that do not change a target's result (left out of the job id that guards resuming)
@@ -23,6 +24,7 @@ _NOT_RESULT = ("func", "command", "verbose", "json", "no_progress", "targets", "
 OPTIMIZER_FLAGS = {
     "search": Flag(choices=SEARCHES),
     "accept": Flag(choices=ACCEPT),
+    "vocabulary": Flag(choices=VOCABULARIES),
     "complete_only": Flag(("--any-length",), invert=True,
                           help="return the best prompt of any length up to --n-tokens (default: exactly --n-tokens)"),
     "use_gradient": Flag(("--no-gradient",), invert=True,
@@ -46,7 +48,7 @@ PARALLEL_FLAGS = {
 PARALLEL_OPTIONS = ConfigFlags([ParallelConfig], flags=PARALLEL_FLAGS)
 # flags that came with the generated options: a job id counts them only when changed, so a job begun before resumes
 _NEWER = ("eval_batch_size", "patience", "target_loss", "ascii_only", "cache", "lm_weight", "no_gradient", "lr",
-          "weight_decay", "cascade")
+          "weight_decay", "cascade", "vocabulary")
 
 
 def _secondary(spec: str) -> tuple[str, float]:

@@ -110,7 +110,7 @@ class Optimizer:
         self.eval_batch_size = config.eval_batch_size or config.batch_size
         tok = chain.primary.tokenizer
         self.tokenizer = tok
-        self.allowed_cpu = allowed_tokens(tok, config.ascii_only)
+        self.allowed_cpu = allowed_tokens(tok, config.ascii_only, config.vocabulary)
         self.allowed = self.allowed_cpu.to(chain.primary.device)
         fixed = chain.layout()
         if fixed is not None:  # the chain lays out its sequences itself (a PromptChain: the span alone)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from fuse.optim.vocab_filter import VOCABULARIES
+
 SEARCHES = ("greedy", "beam")
 ACCEPT = ("improve", "always")
 
@@ -42,6 +44,9 @@ class OptimizerConfig:
         seed: seeds every random choice; ``run()`` reseeds, so running twice gives the same result.
         progress: show a tqdm bar.
         ascii_only: restrict candidate tokens to printable ASCII.
+        vocabulary: the tokens candidates draw from: ``"readable"`` (default), tokens with a letter or digit;
+            ``"printable"``, any printable token, punctuation included (nanoGCG's set; lower losses at long budgets,
+            less fluent text: ``benchmarks/engine_peer_long.py``). :mod:`fuse.optim.vocab_filter`.
         init_text: initial free tokens as text (nanoGCG: ``"x x x ..."``); default random allowed tokens.
         cache: remember exact evaluations by token sequence, so a candidate met again costs nothing.
     """
@@ -59,6 +64,7 @@ class OptimizerConfig:
     seed: int = 0
     progress: bool = False
     ascii_only: bool = True
+    vocabulary: str = "readable"
     init_text: str | None = None
     cache: bool = True
 
@@ -71,6 +77,8 @@ class OptimizerConfig:
         _positive("patience", self.patience, allow_none=True)
         if self.search not in SEARCHES:
             raise ValueError(f"unknown search {self.search!r}; use one of {SEARCHES}")
+        if self.vocabulary not in VOCABULARIES:
+            raise ValueError(f"unknown vocabulary {self.vocabulary!r}; use one of {VOCABULARIES}")
         if not isinstance(self.prefix, str):
             raise ValueError(f"prefix must be text, got {type(self.prefix).__name__}")
         if self.init_text is not None and not str(self.init_text).strip():

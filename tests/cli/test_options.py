@@ -148,6 +148,8 @@ def test_every_optimizer_field_is_a_flag_of_fuse_optimize():
     (["--eval-batch-size", "4"], "eval_batch_size", 4),
     (["--cascade", "0.25"], "cascade", 0.25),
     ([], "cascade", None),
+    (["--vocabulary", "printable"], "vocabulary", "printable"),
+    ([], "vocabulary", "readable"),
 ])
 def test_optimize_flags_reach_the_config(argv, field, value):
     args = build_parser().parse_args(["optimize", "--primary", "x", *argv])
