@@ -297,6 +297,9 @@ def main(argv=None):
     p.add_argument("--fuse-options", type=json.loads, default={},
                    help='more GCGConfig fields for the fuse side, as JSON (e.g. \'{"accept": "always"}\')')
     p.add_argument("--replot", action="store_true", help="redraw the PNG of results/<name>.json and exit")
+    p.add_argument("--peer-from", nargs="+", default=[], metavar="NAME",
+                   help="reuse nanoGCG's runs from results/NAME.json where budget, task and seed match (nanoGCG on "
+                        "one thread with a seed is deterministic) instead of running it again")
     a = p.parse_args(argv)
     if a.replot:
         plot(json.loads((RESULTS / f"{a.name}.json").read_text())["figures"], RESULTS / f"{a.name}.png")
@@ -317,10 +320,13 @@ def main(argv=None):
         raise SystemExit(0 if check(smol, python, model_dir, tasks) else 1)
 
     results, peer = {}, {}
+    earlier = earlier_peer_runs(a.peer_from)
     for name, (steps, width) in budgets.items():
         runs = []
         for i, task in enumerate(tasks):
-            runs.append(run_task(smol, python, model_dir, task, i, steps, width, a.seed + i, peer, a.fuse_options))
+            reuse = earlier.get((name, task, a.seed + i))
+            runs.append(run_task(smol, python, model_dir, task, i, steps, width, a.seed + i, peer, a.fuse_options,
+                                 reuse))
             r = runs[-1]
             logger.info("%s task %d: loss fuse %.3f (%.0f s, %d evals) | nanoGCG %.3f (%.0f s, %d evals)", name, i,
                         r["fuse"]["rescored"], r["fuse"]["seconds"], r["fuse"]["evaluations"],
@@ -331,11 +337,31 @@ def main(argv=None):
     print((RESULTS / f"{a.name}.md").read_text())
 
 
+def earlier_peer_runs(names: list[str]) -> dict:
+    """nanoGCG's runs in earlier result files, by ``(budget, (prompt, target), seed)``, with their recorded checks."""
+    out = {}
+    for name in names:
+        payload = json.loads((RESULTS / f"{name}.json").read_text())
+        for budget, fig in payload["figures"].items():
+            for r in fig["runs"]:
+                out[(budget, (r["prompt"], r["target"]), r["seed"])] = {
+                    "nanogcg": r["nanogcg"], "sequences_identical": r["sequences_identical"],
+                    "versions": payload["config"]["nanogcg_env"], "from": name}
+    return out
+
+
 def run_task(smol, python: Path, model_dir: Path, task, i: int, steps: int, width: int, seed: int, peer: dict,
-             options: dict | None = None) -> dict:
-    """fuse then nanoGCG on one task, both re-scored by the shared scorer, with the sameness checks."""
+             options: dict | None = None, reuse: dict | None = None) -> dict:
+    """fuse then nanoGCG on one task, both re-scored by the shared scorer, with the sameness checks (``reuse``: an
+    earlier nanoGCG run of the same budget, task and seed, taken instead of running nanoGCG again)."""
     f = run_fuse(smol, task, steps * width, width, seed, options)
     f["rescored"] = rescore(smol, f["best_text"], task[1])
+    if reuse is not None:
+        n = dict(reuse["nanogcg"], reused_from=reuse["from"])
+        n["rescored"] = rescore(smol, n["best_text"], task[1])
+        peer.update(reuse["versions"])
+        return {"task": i, "prompt": task[0], "target": task[1], "seed": seed,
+                "sequences_identical": reuse["sequences_identical"], "fuse": f, "nanogcg": n}
     n = run_nanogcg(python, model_dir, task, steps, width, seed)
     n["rescored"] = rescore(smol, n["best_text"], task[1])
     peer.update(n.pop("versions"))

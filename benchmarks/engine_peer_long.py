@@ -134,7 +134,7 @@ def fuse_run(smol, task, steps: int, width: int, seed: int, options: dict, budge
     return f
 
 
-def part_fuse(smol, tasks, seeds, n_long, options: dict, name: str) -> None:
+def part_fuse(smol, tasks, seeds, n_long, options: dict, name: str, only: list[str] | None = None) -> None:
     runs = _load(name)
     if runs and runs.get("options") != options:
         raise ValueError(f"{name}.json holds runs with fuse options {runs.get('options')}, not {options}; "
@@ -143,7 +143,7 @@ def part_fuse(smol, tasks, seeds, n_long, options: dict, name: str) -> None:
     for i, task in enumerate(tasks):
         for seed in seeds:
             key = f"{i}/{seed}"
-            if key in runs:
+            if key in runs or (only and key not in only):
                 continue
             steps = LONG if i < n_long else SHORT
             budgets = [(b, WIDTH) for b in (SHORT, LONG) if b <= steps]
@@ -222,8 +222,13 @@ def summary(rows: list[dict]) -> dict:
             "span_nll_nanogcg": st.mean(r["n"]["span_nll"] for r in rows)}
 
 
-def report(tasks, seeds, n_long, name: str) -> None:
-    fuse_runs, peer_runs = _load(name), _load("engine_peer_long_peer")
+def report(tasks, seeds, n_long, names: list[str]) -> None:
+    fuse_runs, peer_runs = {}, _load("engine_peer_long_peer")
+    for name in names:
+        part = _load(name)
+        if fuse_runs and part.get("options") != fuse_runs.get("options"):
+            raise ValueError(f"{name}.json ran fuse options {part.get('options')}, not {fuse_runs.get('options')}")
+        fuse_runs.update(part)
     options = fuse_runs.get("options", {})
     figures = {}
     for steps in (SHORT, LONG):
@@ -298,7 +303,10 @@ def main(argv=None):
     p.add_argument("--parts", nargs="+", choices=("peer", "tune", "fuse", "report"), default=["report"])
     p.add_argument("--fuse-options", type=json.loads, default={},
                    help="GCGConfig fields for the fuse part, as JSON (the options the tuning chose)")
-    p.add_argument("--name", default="engine_peer_long_fuse", help="result file of the fuse part")
+    p.add_argument("--name", nargs="+", default=["engine_peer_long_fuse"],
+                   help="result file of the fuse part (report: one or more, merged)")
+    p.add_argument("--runs", nargs="+", default=None, metavar="TASK/SEED",
+                   help="fuse part: only these runs (e.g. 0/0 2/1), to split the part over processes")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -311,7 +319,7 @@ def main(argv=None):
         elif part == "tune":
             part_tune(smol)
         elif part == "fuse":
-            part_fuse(smol, tasks, seeds, n_long, a.fuse_options, a.name)
+            part_fuse(smol, tasks, seeds, n_long, a.fuse_options, a.name[0], a.runs)
         else:
             report(tasks, seeds, n_long, a.name)
 
