@@ -215,6 +215,21 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
+def plot_panel(ax, runs: list[dict], top: int, title: str, alpha: float = 0.25) -> None:
+    """Both sides' best loss against evaluations on one axis: one thin line per run, the mean bold."""
+    for side, colour, label in (("fuse", "tab:blue", "fuse GCG"), ("nanogcg", "tab:orange", "nanoGCG 0.3.0")):
+        grid = np.linspace(max(r[side]["history"][0]["evaluations"] for r in runs), top, 200)
+        curves = np.array([curve_on(r[side]["history"], grid) for r in runs])
+        for c in curves:
+            ax.plot(grid, c, color=colour, alpha=alpha, lw=0.8)
+        ax.plot(grid, np.nanmean(curves, 0), color=colour, lw=2.2, label=f"{label} (mean of {len(runs)})")
+    ax.set_title(title)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("best loss so far (own, nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -226,17 +241,7 @@ def plot(results: dict, path: Path) -> None:
     for ax, name in zip(axes[0], budgets):
         runs = results[name]["runs"]
         top = max(max(r[side]["evaluations"] for r in runs) for side in ("fuse", "nanogcg"))
-        for side, colour, label in (("fuse", "tab:blue", "fuse GCG"), ("nanogcg", "tab:orange", "nanoGCG 0.3.0")):
-            grid = np.linspace(max(r[side]["history"][0]["evaluations"] for r in runs), top, 200)
-            curves = np.array([curve_on(r[side]["history"], grid) for r in runs])
-            for c in curves:
-                ax.plot(grid, c, color=colour, alpha=0.25, lw=0.8)
-            ax.plot(grid, np.nanmean(curves, 0), color=colour, lw=2.2, label=f"{label} (mean of {len(runs)})")
-        ax.set_title(f"budget {name} (steps × candidates)")
-        ax.set_xlabel("evaluations")
-        ax.set_ylabel("best loss so far (own, nats/token)")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        plot_panel(ax, runs, top, f"budget {name} (steps × candidates)")
     fig.suptitle("SmolLM2-135M, same-model GCG: fuse vs nanoGCG\n(thin lines: one task each)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

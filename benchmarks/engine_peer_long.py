@@ -20,7 +20,7 @@ Speed is evaluations per CPU second of each optimizer's run (the two sides may r
 Readability is measured too: the mean NLL per token of each side's optimized span under the model (after the
 prompt), the primary's own fluency of the result.
 
-Run: ``python -m benchmarks.engine_peer_long --parts peer`` (about 105 min on one core) alongside
+Run: ``python -m benchmarks.engine_peer_long --parts peer`` (about 70 min on one core) alongside
 ``--parts tune`` then ``--parts fuse --fuse-options '{...}'`` on the other core, then ``--parts report``.
 """
 
@@ -279,18 +279,8 @@ def plot(figures: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(figures), figsize=(6 * len(figures), 4.2), squeeze=False)
     for ax, (b, f) in zip(axes[0], figures.items()):
-        top = f["steps"] * f["width"]
-        for side, colour, label in (("fuse", "tab:blue", "fuse GCG"), ("nanogcg", "tab:orange", "nanoGCG 0.3.0")):
-            grid = np.linspace(max(r[side]["history"][0]["evaluations"] for r in f["runs"]), top, 200)
-            curves = np.array([ep.curve_on(r[side]["history"], grid) for r in f["runs"]])
-            for c in curves:
-                ax.plot(grid, c, color=colour, alpha=0.2, lw=0.8)
-            ax.plot(grid, np.nanmean(curves, 0), color=colour, lw=2.2, label=f"{label} (mean of {len(curves)})")
-        ax.set_title(f"budget {b} (steps x candidates), {f['summary']['tasks']} tasks x seeds")
-        ax.set_xlabel("evaluations")
-        ax.set_ylabel("best loss so far (own, nats/token)")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        ep.plot_panel(ax, f["runs"], f["steps"] * f["width"],
+                      f"budget {b} (steps x candidates), {f['summary']['tasks']} tasks x seeds", alpha=0.2)
     fig.suptitle("SmolLM2-135M, same-model GCG at long budgets: fuse vs nanoGCG (thin lines: one task and seed)",
                  fontsize=10)
     fig.tight_layout()
