@@ -32,9 +32,8 @@ def _allowed(decoded: list[str], special: set, ascii_only: bool, vocabulary: str
     for i, s in enumerate(decoded):
         if i in special:
             continue
-        if not s.strip() if readable else not (s and s.isprintable()):
-            continue
-        if "\ufffd" in s:
+        blank = not s.strip() if readable else not (s and s.isprintable())  # printable keeps " " and "  "
+        if blank or "\ufffd" in s:
             continue
         if ascii_only and not (s.isascii() and s.isprintable()):
             continue
