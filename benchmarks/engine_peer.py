@@ -373,12 +373,17 @@ def run_task(smol, python: Path, model_dir: Path, task, i: int, steps: int, widt
     seqs = fuse_sequences(smol, task)
     same = seqs["optimizer"] == n.pop("sequence_ids") == seqs["scorer"]
     n.pop("target_ids", None)
-    n["init_loss_rescored"] = rescore(smol, seqs["text"], task[1])
+    check_initial_loss(smol, seqs["text"], task, i, n)
+    return {"task": i, "prompt": task[0], "target": task[1], "seed": seed, "sequences_identical": same,
+            "fuse": f, "nanogcg": n}
+
+
+def check_initial_loss(smol, text: str, task, i: int, n: dict) -> None:
+    """Record the shared scorer's loss of the initial prompt ``text`` in nanoGCG's run ``n``; stop if they disagree."""
+    n["init_loss_rescored"] = rescore(smol, text, task[1])
     if abs(n["init_loss_rescored"] - n["init_loss_own"]) > LOSS_TOL:
         raise RuntimeError(f"nanoGCG's model disagrees with fuse's on the initial prompt of task {i}: "
                            f"{n['init_loss_own']:.5f} vs {n['init_loss_rescored']:.5f}; not the same model")
-    return {"task": i, "prompt": task[0], "target": task[1], "seed": seed, "sequences_identical": same,
-            "fuse": f, "nanogcg": n}
 
 
 def save(a, tasks, results: dict, peer: dict) -> None:

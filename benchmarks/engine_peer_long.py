@@ -68,11 +68,10 @@ def _load(name: str) -> dict:
     return json.loads(path.read_text())["figures"] if path.exists() else {}
 
 
-def _save(name: str, figures: dict, config: dict, markdown: str, seed: int = 0) -> None:
-    write_results(name, config=config, seed=seed, figures=figures, markdown=markdown, extra_packages=("matplotlib",))
+def _save(name: str, figures: dict, config: dict, markdown: str) -> None:
+    write_results(name, config=config, seed=0, figures=figures, markdown=markdown, extra_packages=("matplotlib",))
 
 
-@torch.no_grad()
 def span_nll(smol, prompt: str, span: str) -> float:
     """Mean NLL per token of ``span`` after ``prompt`` under the model: how fluent (readable) the optimized text is."""
     return ep.rescore(smol, prompt, span)
@@ -85,40 +84,41 @@ def best_within(history: list[dict], evaluations: int) -> tuple[int, float]:
 
 
 # -- parts -------------------------------------------------------------------------------------
-def part_peer(smol, python, model_dir, tasks, seeds, n_long) -> None:
-    runs = _load("engine_peer_long_peer")
+def plan(tasks, seeds, n_long: int, done: dict, only: list[str] | None = None):
+    """``(key, task index, task, seed, steps, budgets' steps)`` of each final run not in ``done`` (and in ``only``)."""
     for i, task in enumerate(tasks):
         for seed in seeds:
             key = f"{i}/{seed}"
-            if key in runs:
+            if key in done or (only and key not in only):
                 continue
             steps = LONG if i < n_long else SHORT
-            n = ep.run_nanogcg(python, model_dir, task, steps, WIDTH, seed)
-            versions = n.pop("versions")
-            n["budgets"] = {}
-            for b in (SHORT, LONG):
-                if b > steps:
-                    continue
-                losses = n["losses"][:b]
-                j = int(np.argmin(losses))
-                text = task[0] + n["strings"][j]
-                n["budgets"][f"{b}x{WIDTH}"] = {
-                    "best_string": n["strings"][j], "own_loss": float(losses[j]), "rescored": ep.rescore(smol, text, task[1]),
-                    "evaluations": n["history"][b - 1]["evaluations"], "cpu_seconds": n["history"][b - 1]["cpu_seconds"],
-                    "span_nll": span_nll(smol, task[0], n["strings"][j])}
-            n.pop("sequence_ids", None)
-            n.pop("target_ids", None)
-            n["init_loss_rescored"] = ep.rescore(smol, ep.fuse_sequences(smol, task)["text"], task[1])
-            if abs(n["init_loss_rescored"] - n["init_loss_own"]) > ep.LOSS_TOL:
-                raise RuntimeError(f"nanoGCG's model disagrees with fuse's on task {i}: {n['init_loss_own']:.5f} vs "
-                                   f"{n['init_loss_rescored']:.5f}")
-            runs[key] = {"task": i, "seed": seed, "steps": steps, "nanogcg": n}
-            logger.info("peer task %d seed %d: %s", i, seed,
-                        {b: round(v["rescored"], 4) for b, v in n["budgets"].items()})
-            _save("engine_peer_long_peer", runs, {"tasks": tasks, "width": WIDTH, "nanogcg_env": versions,
-                                                  "nanogcg": "GCGConfig(num_steps, search_width=128, optim_str_init, "
-                                                             "seed, add_space_before_target=False)"},
-                  "nanoGCG's side of engine_peer_long (see engine_peer_long.md).\n")
+            yield key, i, task, seed, steps, [b for b in (SHORT, LONG) if b <= steps]
+
+
+def part_peer(smol, python, model_dir, tasks, seeds, n_long) -> None:
+    runs = _load("engine_peer_long_peer")
+    for key, i, task, seed, steps, budgets in plan(tasks, seeds, n_long, runs):
+        n = ep.run_nanogcg(python, model_dir, task, steps, WIDTH, seed)
+        versions = n.pop("versions")
+        n["budgets"] = {}
+        for b in budgets:
+            losses = n["losses"][:b]
+            j = int(np.argmin(losses))
+            text = task[0] + n["strings"][j]
+            n["budgets"][f"{b}x{WIDTH}"] = {
+                "best_string": n["strings"][j], "own_loss": float(losses[j]), "rescored": ep.rescore(smol, text, task[1]),
+                "evaluations": n["history"][b - 1]["evaluations"], "cpu_seconds": n["history"][b - 1]["cpu_seconds"],
+                "span_nll": span_nll(smol, task[0], n["strings"][j])}
+        n.pop("sequence_ids", None)
+        n.pop("target_ids", None)
+        ep.check_initial_loss(smol, ep.fuse_sequences(smol, task)["text"], task, i, n)
+        runs[key] = {"task": i, "seed": seed, "steps": steps, "nanogcg": n}
+        logger.info("peer task %d seed %d: %s", i, seed,
+                    {b: round(v["rescored"], 4) for b, v in n["budgets"].items()})
+        _save("engine_peer_long_peer", runs, {"tasks": tasks, "width": WIDTH, "nanogcg_env": versions,
+                                              "nanogcg": "GCGConfig(num_steps, search_width=128, optim_str_init, "
+                                                         "seed, add_space_before_target=False)"},
+              "nanoGCG's side of engine_peer_long (see engine_peer_long.md).\n")
 
 
 def fuse_run(smol, task, steps: int, width: int, seed: int, options: dict, budgets: list[tuple[int, int]]) -> dict:
@@ -140,19 +140,13 @@ def part_fuse(smol, tasks, seeds, n_long, options: dict, name: str, only: list[s
         raise ValueError(f"{name}.json holds runs with fuse options {runs.get('options')}, not {options}; "
                          f"pass --name for a new file")
     runs["options"] = options
-    for i, task in enumerate(tasks):
-        for seed in seeds:
-            key = f"{i}/{seed}"
-            if key in runs or (only and key not in only):
-                continue
-            steps = LONG if i < n_long else SHORT
-            budgets = [(b, WIDTH) for b in (SHORT, LONG) if b <= steps]
-            runs[key] = {"task": i, "seed": seed, "steps": steps,
-                         "fuse": fuse_run(smol, task, steps, WIDTH, seed, options, budgets)}
-            logger.info("fuse task %d seed %d: %s", i, seed,
-                        {b: round(v["rescored"], 4) for b, v in runs[key]["fuse"]["budgets"].items()})
-            _save(name, runs, {"tasks": tasks, "width": WIDTH, "fuse_options": options},
-                  "fuse's side of engine_peer_long (see engine_peer_long.md).\n")
+    for key, i, task, seed, steps, budgets in plan(tasks, seeds, n_long, runs, only):
+        runs[key] = {"task": i, "seed": seed, "steps": steps,
+                     "fuse": fuse_run(smol, task, steps, WIDTH, seed, options, [(b, WIDTH) for b in budgets])}
+        logger.info("fuse task %d seed %d: %s", i, seed,
+                    {b: round(v["rescored"], 4) for b, v in runs[key]["fuse"]["budgets"].items()})
+        _save(name, runs, {"tasks": tasks, "width": WIDTH, "fuse_options": options},
+              "fuse's side of engine_peer_long (see engine_peer_long.md).\n")
 
 
 def part_tune(smol) -> None:
@@ -301,7 +295,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     tasks, seeds, n_long = final_plan()
-    smol = load(f"bundled:{ep.MODEL}", dtype=torch.float32)
+    smol = load(f"bundled:{ep.MODEL}", dtype=torch.float32) if set(a.parts) - {"report"} else None
     for part in a.parts:
         if part == "peer":
             _, model_dir = bundled_folder(ep.MODEL)

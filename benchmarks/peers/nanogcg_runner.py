@@ -13,8 +13,8 @@ carries its own leading space); every other nanoGCG option keeps its default (to
 n_replace 1, buffer 0, prefix cache on, filter_ids on, no early stop).
 
 Written to OUT.json: the best string and nanoGCG's own loss of it, the per-step losses and
-strings, the evaluations and the process's CPU seconds after each step (candidates whose loss was computed, the initial string included),
-wall time of ``GCG.run`` and its split into gradient, candidate scoring and the rest (sampling,
+strings, the evaluations (candidates whose loss was computed, the initial string included) and
+the process's CPU seconds after each step, wall time of ``GCG.run`` and its split into gradient, candidate scoring and the rest (sampling,
 filtering, bookkeeping), and in check mode the token ids of the sequence nanoGCG builds.
 """
 
