@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fuse
-from fuse.models.backbones.causal_lm import plan_chunks
+from fuse.models.backbones.causal_lm import chunked_token_scores, plan_chunks
 from fuse.models.run_state import RunState
 from fuse.models.batching import encode_batch
 from fuse.objectives import Continuation, Fluency, Similarity
@@ -49,6 +49,25 @@ def test_score_tokens_equals_the_plain_forward(lm64, batch_size):
     logits = lm64.logits(lm64.embed(ids), mask)[:, :-1]
     top = logits.argmax(-1) == ids[:, 1:]
     assert torch.equal(s.argmax, top & need & (mask[:, 1:] == 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 9), st.integers(1, 40), st.integers(1, 200), st.sampled_from(["float32", "float64", "bfloat16"]),
+       st.integers(0, 2**31 - 1), st.booleans())
+def test_chunked_token_scores_equal_logsumexp_at_any_chunk_size(n, v, chunk, dtype, seed, with_inf):
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.randn(n, v, generator=g, dtype=torch.float64) * 4).to(getattr(torch, dtype))
+    if with_inf and n:
+        z[0, : max(1, v // 2)] = -float("inf")  # masked logits (e.g. a banned token) as some models write them
+        z[n - 1] = -float("inf") if n > 1 else z[n - 1]
+    t = torch.randint(v, (n,), generator=g)
+    nll, logit, top = chunked_token_scores(z, t, chunk_elements=chunk)
+    ref = z.double() if dtype == "float64" else z.float()
+    zt = ref.gather(-1, t[:, None]).squeeze(-1)
+    assert nll.dtype == logit.dtype == ref.dtype and top.dtype == torch.bool
+    torch.testing.assert_close(nll, torch.logsumexp(ref, -1) - zt, rtol=1e-6, atol=1e-6, equal_nan=True)
+    torch.testing.assert_close(logit, zt)
+    assert torch.equal(top, zt >= ref.max(-1).values)
 
 
 def _lcp_with(a, b):

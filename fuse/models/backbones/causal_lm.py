@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from fuse.models.backbones.base import Backbone
-from fuse.models.backbones.exact_scoring import (CE_CHUNK_ROWS, CHUNK_OVERHEAD, TokenScores, chunked_token_scores,
+from fuse.models.backbones.exact_scoring import (CE_CHUNK_ELEMENTS, CHUNK_OVERHEAD, TokenScores, chunked_token_scores,
                                                  detach_cache, plan_chunks, returned_cache, upcast)
 from fuse.models.backbones.exact_scoring import score_tokens as _score_tokens
+from fuse.models.backbones.output_head import PlainHead, find_plain_head
 from fuse.models.run_state import LMState
 
 __all__ = ["CausalLMBackbone", "TokenScores", "plan_chunks", "chunked_token_scores", "softcap_derivative",
-           "CHUNK_OVERHEAD", "CE_CHUNK_ROWS"]
+           "CHUNK_OVERHEAD", "CE_CHUNK_ELEMENTS"]
 
 logger = logging.getLogger(__name__)
 def softcap_derivative(z: torch.Tensor, cap: float | None) -> torch.Tensor | float:
@@ -52,6 +53,9 @@ class CausalLMBackbone(Backbone):
     def __init__(self, model, tokenizer, name: str | None = None, *, validate: bool = True):
         super().__init__(model, tokenizer, name, validate=validate)
         self.forward_arguments = frozenset(inspect.signature(self.model.forward).parameters)
+        #: the output head where the model's logits are exactly its product (checked here: two forwards of a few
+        #: tokens), else None; exact scoring then applies it itself (:mod:`~fuse.models.backbones.output_head`)
+        self.plain_head: PlainHead | None = find_plain_head(self.model)
 
     def accepts(self, argument: str) -> bool:
         """Whether the model's ``forward`` takes ``argument`` (e.g. ``"logits_to_keep"``)."""
