@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from fuse.models.backbones.base import Backbone
-from fuse.models.backbones.exact_scoring import (CE_CHUNK_ELEMENTS, CHUNK_OVERHEAD, TokenScores, chunked_token_scores,
-                                                 detach_cache, plan_chunks, returned_cache, upcast)
+from fuse.models.backbones.exact_scoring import CHUNK_OVERHEAD, TokenScores, detach_cache, plan_chunks, returned_cache
 from fuse.models.backbones.exact_scoring import score_tokens as _score_tokens
-from fuse.models.backbones.output_head import PlainHead, find_plain_head
+from fuse.models.backbones.output_head import CE_CHUNK_ELEMENTS, PlainHead, chunked_token_scores, find_plain_head, upcast
 from fuse.models.run_state import LMState
 
 __all__ = ["CausalLMBackbone", "TokenScores", "plan_chunks", "chunked_token_scores", "softcap_derivative",

@@ -3,7 +3,9 @@
 Rows of a batch mostly share long prefixes (a fixed prompt, a chat template, the tokens before a candidate's swap):
 :func:`plan_chunks` cuts the batch into prefix-sharing chunks, :class:`PrefixCache` runs each chunk's shared prefix
 once (extending or cropping the previous chunk's KV cache, or cropping a copy of a run's center KV cache), and the
-output head runs only where a score is asked for (``logits_to_keep``), so no ``(B, L, V)`` tensor is built.
+output head runs only where a score is asked for (``logits_to_keep``), so no ``(B, L, V)`` tensor is built; where
+the model's logits are exactly its head's product, fuse applies the head itself into one reused buffer
+(:mod:`fuse.models.backbones.output_head`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from fuse.models.backbones.output_head import PlainHead, Scratch, deferred_head, head_token_scores
+from fuse.models.backbones.output_head import (PlainHead, Scratch, chunked_token_scores, deferred_head,
+                                               head_token_scores)
 
 logger = logging.getLogger(__name__)
 
@@ -22,16 +25,6 @@ logger = logging.getLogger(__name__)
 #: token positions one extra forward is worth when cutting a batch into prefix-sharing chunks (small matrix
 #: products run below peak, and each forward launches its kernels): measured on 2 CPU cores; a guess for CUDA
 CHUNK_OVERHEAD = {"cpu": 32, "cuda": 512}
-#: logits turned into float32 log-probabilities at once: one reused ``rows × V`` buffer of about this many elements
-#: (85 rows of a 49k vocabulary). One CPU thread, 1,408 rows × 49,152 (a 128-candidate step's target positions):
-#: 73 ms, against 270 ms for one ``logsumexp`` and one ``max`` over the whole block (a fresh 277 MB temporary
-#: each) and 123 ms with a buffer four times larger; 1,408 × 151,936: 222 ms against 796 ms
-CE_CHUNK_ELEMENTS = 1 << 22
-
-
-def upcast(x: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 → float32 for the loss; float32/float64 kept."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def returned_cache(out):
@@ -53,38 +46,6 @@ class TokenScores:
     nll: torch.Tensor
     logit: torch.Tensor
     argmax: torch.Tensor
-
-
-def chunked_token_scores(logits: torch.Tensor, target: torch.Tensor, chunk_elements: int = CE_CHUNK_ELEMENTS,
-                         overwrite: bool = False):
-    """``(nll, logit, argmax)`` of ``target (N,)`` under ``logits (N, V)``, in float32 (float64 logits: float64).
-
-    Rows go through one reused buffer of about ``chunk_elements`` elements: per chunk one max pass (shared by the
-    log-sum-exp and the argmax check), ``exp(z - max)`` written into the buffer, one sum. Equal to
-    ``logsumexp(z) - z[target]`` and ``z[target] >= max(z)`` (a row of ``-inf`` gives NaN, as there).
-    ``overwrite``: the logits are scratch (float32 or float64 ones then serve as the buffer themselves).
-    """
-    N, V = logits.shape
-    dt = upcast(logits[:0]).dtype
-    nll = torch.empty(N, dtype=dt, device=logits.device)
-    logit = torch.empty(N, dtype=dt, device=logits.device)
-    top = torch.empty(N, dtype=torch.bool, device=logits.device)
-    if N == 0:
-        return nll, logit, top
-    rows = max(1, min(N, int(chunk_elements) // max(1, V)))
-    own = overwrite and logits.dtype == dt
-    buf = None if own else torch.empty(rows, V, dtype=dt, device=logits.device)
-    for i in range(0, N, rows):
-        z = logits[i : i + rows]
-        b = z if own else buf[: z.shape[0]]
-        src = z if z.dtype == dt else b.copy_(z)
-        m = src.amax(-1, keepdim=True)
-        zt = src.gather(-1, target[i : i + rows].unsqueeze(-1))
-        torch.sub(src, m, out=b).exp_()
-        nll[i : i + rows] = (m + b.sum(-1, keepdim=True).log() - zt).squeeze(-1)
-        logit[i : i + rows] = zt.squeeze(-1)
-        top[i : i + rows] = (zt >= m).squeeze(-1)
-    return nll, logit, top
 
 
 def _lcp(a: list[int], b: list[int], n: int) -> int:
@@ -291,7 +252,7 @@ def _fill(values, pos, ids, need, out: TokenScores, rows: torch.Tensor, head: Pl
     if head is None:
         nll, logit, top = chunked_token_scores(flat, target)
     else:
-        nll, logit, top = head_token_scores(flat, target, head, chunked_token_scores, scratch or Scratch())
+        nll, logit, top = head_token_scores(flat, target, head, scratch or Scratch())
     keep = need[:, pos]
     r, c = rows[:, None], pos[None, :]
     for field, val in (("nll", nll), ("logit", logit), ("argmax", top)):
