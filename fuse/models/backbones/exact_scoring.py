@@ -257,7 +257,7 @@ def _fill(values, pos, ids, need, out: TokenScores, rows: torch.Tensor, head: Pl
     r, c = rows[:, None], pos[None, :]
     for field, val in (("nll", nll), ("logit", logit), ("argmax", top)):
         dest = getattr(out, field)
-        dest[r, c] = torch.where(keep, val.reshape(b, n).to(dest.dtype), torch.zeros((), dtype=dest.dtype,
+        dest[r, c] = torch.where(keep, val.reshape(b, n).to(dest), torch.zeros((), dtype=dest.dtype,
                                                                                      device=dest.device))
 
 

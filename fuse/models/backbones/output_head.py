@@ -134,13 +134,15 @@ def head_token_scores(hidden: torch.Tensor, target: torch.Tensor, head: PlainHea
     ``scratch``, which the scoring then overwrites."""
     w, b = head.module.weight, head.module.bias
     N, V = hidden.shape[0], w.shape[0]
+    if N == 0:
+        return chunked_token_scores(w.new_zeros(0, V), target[:0].to(w.device))
     rows = max(1, min(N, HEAD_BLOCK_ELEMENTS // max(1, V)))
     parts = []
     for i in range(0, N, rows):
-        h = hidden[i : i + rows].to(w.dtype)
+        h = hidden[i : i + rows].to(device=w.device, dtype=w.dtype)
         z = scratch.take(h.shape[0], V, w.dtype, w.device)
         torch.matmul(h, w.t(), out=z)
         if b is not None:
             z.add_(b)
-        parts.append(chunked_token_scores(z, target[i : i + rows], overwrite=True))
+        parts.append(chunked_token_scores(z, target[i : i + rows].to(w.device), overwrite=True))
     return tuple(torch.cat(p) for p in zip(*parts)) if len(parts) > 1 else parts[0]
