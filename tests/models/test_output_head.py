@@ -1,6 +1,8 @@
 """Exact scoring applying the output head itself: only where the model's logits are the head's product, and then
 with the scores the model's own logits give."""
 
+import contextlib
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -97,3 +99,14 @@ def test_scores_through_the_head_equal_the_models_own_logits(kind, dtype, seed, 
         ref = lm.token_nll(lm.embed(ids), ids, mask)
         torch.testing.assert_close(fast.nll, torch.where(need & (mask[:, 1:] == 1), ref, torch.zeros_like(ref)),
                                    rtol=1e-9, atol=1e-9)
+
+
+def test_a_forward_that_applies_its_head_anyway_is_scored_from_its_logits(monkeypatch):
+    lm = _lm("llama-bias")
+    ids, mask, need = _batch(lm, 3, 6, 9, prefix_scored=False)
+    fast = lm.score_tokens(ids, mask, need)
+    import fuse.models.backbones.exact_scoring as exact_scoring
+
+    monkeypatch.setattr(exact_scoring, "deferred_head", lambda head: contextlib.nullcontext())  # e.g. compiled later
+    applied = lm.score_tokens(ids, mask, need)
+    torch.testing.assert_close(applied.nll, fast.nll, rtol=1e-12, atol=1e-12)

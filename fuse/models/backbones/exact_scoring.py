@@ -249,6 +249,8 @@ def _fill(values, pos, ids, need, out: TokenScores, rows: torch.Tensor, head: Pl
     hidden states ``(b, n, d)`` it multiplies."""
     b, n = values.shape[:2]
     flat, target = values.reshape(b * n, -1), ids[:, pos + 1].reshape(-1)
+    if head is not None and flat.shape[-1] != head.module.in_features:
+        head = None  # the forward applied its head after all (e.g. a model compiled after the check): logits
     if head is None:
         nll, logit, top = chunked_token_scores(flat, target)
     else:
