@@ -14,8 +14,9 @@ n_replace 1, buffer 0, prefix cache on, filter_ids on, no early stop).
 
 Written to OUT.json: the best string and nanoGCG's own loss of it, the per-step losses and
 strings, the evaluations (candidates whose loss was computed, the initial string included) and
-the process's CPU seconds after each step, wall time of ``GCG.run`` and its split into gradient, candidate scoring and the rest (sampling,
-filtering, bookkeeping), and in check mode the token ids of the sequence nanoGCG builds.
+the process's CPU seconds after each step, wall time of ``GCG.run`` and its split into gradient,
+candidate scoring and the rest (sampling, filtering, bookkeeping), and in check mode the token ids
+of the sequence nanoGCG builds.
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def _score_chunk(backbone, ids, mask, need, P, prefixes: "PrefixCache | None", o
 def _fill(values, pos, ids, need, out: TokenScores, rows: torch.Tensor, head: PlainHead | None = None,
           scratch: Scratch | None = None) -> None:
     """Write the scores at ``pos`` of a chunk's rows: ``values`` are logits ``(b, n, V)``, or with a ``head`` the
-    hidden states ``(b, n, d)`` it multiplies."""
+    hidden states ``(b, n, d)`` it multiplies into ``scratch``."""
     b, n = values.shape[:2]
     flat, target = values.reshape(b * n, -1), ids[:, pos + 1].reshape(-1)
     if head is not None and flat.shape[-1] != head.module.in_features:
@@ -254,7 +254,7 @@ def _fill(values, pos, ids, need, out: TokenScores, rows: torch.Tensor, head: Pl
     if head is None:
         nll, logit, top = chunked_token_scores(flat, target)
     else:
-        nll, logit, top = head_token_scores(flat, target, head, scratch or Scratch())
+        nll, logit, top = head_token_scores(flat, target, head, scratch)
     keep = need[:, pos]
     r, c = rows[:, None], pos[None, :]
     for field, val in (("nll", nll), ("logit", logit), ("argmax", top)):
