@@ -10,7 +10,9 @@ characters from Debian manpages-ja.
 
 Stages: ``--stage choose`` compares the units (``word``, ``boundary``, ``segmenter``) on 6 prompts,
 Gemma-3 → SmolLM2; ``--stage final --unit U`` measures the chosen unit on 12 prompts in both
-directions. Adapters: wordfreq ``ja`` list, 8,000 words, k = 12, λ = 1e-3, padded.
+directions (``--direction qwen-gemma`` / ``gemma-qwen``: the optional Qwen2.5 model, whose tokenizer holds
+Japanese, in place of SmolLM2). Adapters: wordfreq ``ja`` list, the default's 32,000 words (``--n-words``;
+``--compare-words 8000`` adds an 8,000-word adapter side by side), k = 12, λ = 1e-3, padded.
 
 Run: ``python -m benchmarks.nospace_gradient --stage choose`` then ``--stage final --unit boundary``.
 """
@@ -39,6 +41,9 @@ from fuse.optim.chain import Chain
 from fuse.optim.vocab_filter import allowed_tokens
 
 SMOL, GEMMA = "bundled:smollm2-135m", "bundled:gemma3-270m"
+QWEN = "bundled:qwen2.5-coder-0.5b"  # optional: a pair whose tokenizers both hold Japanese (--direction qwen-gemma)
+DIRECTIONS = {"both": [(GEMMA, SMOL), (SMOL, GEMMA)], "gemma-smol": [(GEMMA, SMOL)], "smol-gemma": [(SMOL, GEMMA)],
+              "qwen-gemma": [(QWEN, GEMMA)], "gemma-qwen": [(GEMMA, QWEN)]}
 
 
 def cjk_tokens(tokenizer) -> torch.Tensor:
@@ -52,7 +57,9 @@ def with_unit(ad: TensorAdapter, unit: str) -> TensorAdapter:
 
 
 def run_pair(prim, sec, prompts, units, args):
-    ad = cached_adapter(prim, sec, AdapterFitConfig(language="ja"), progress=False)
+    ad = cached_adapter(prim, sec, AdapterFitConfig(language="ja", n_words=args.n_words), progress=False)
+    fewer = (cached_adapter(prim, sec, AdapterFitConfig(language="ja", n_words=args.compare_words), progress=False)
+             if args.compare_words else None)
     allowed_p, allowed_s = cjk_tokens(prim.tokenizer), cjk_tokens(sec.tokenizer)
     res: dict = {}
     t0 = time.perf_counter()
@@ -60,6 +67,9 @@ def run_pair(prim, sec, prompts, units, args):
         obj = Fluency(sec, reduction="sum")
         ids = prim.tokenizer(text)["input_ids"]
         chains = {f"unit={u}": Chain(prim, [(obj, 1.0)], adapters={sec.name: with_unit(ad, u)}) for u in units}
+        if fewer is not None:
+            chains[f"unit={units[0]}, {args.compare_words} words"] = Chain(
+                prim, [(obj, 1.0)], adapters={sec.name: with_unit(fewer, units[0])})
         chains["random map"] = Chain(prim, [(obj, 1.0)], adapters={sec.name: random_adapter(with_unit(ad, units[0]),
                                                                                               args.seed + j)})
         got = measure(chains, obj, ids, allowed_p, random.Random(args.seed * 1000 + j), args.swaps, args.positions,
@@ -111,8 +121,8 @@ def table(figures: dict, prompts_note: str, args) -> str:
                  "top-16 favour long tokens that add many low-surprise byte tokens (total up, per-token down). Prompts: "
                  f"real Japanese sentences (≤ 20 characters, manpages-ja): {prompts_note}. {args.positions} positions × "
                  f"{args.candidates} candidates per prompt; {args.swaps} random swaps for ρ. Candidates: tokens whose text "
-                 "holds CJK characters. Adapter: wordfreq ja, 8,000 words, k = 12, λ = 1e-3, padded; the unit decides the "
-                 "bridge's rows.\n")
+                 f"holds CJK characters. Adapter: wordfreq ja, {getattr(args, 'n_words', 8000):,} words, k = 12, λ = 1e-3, "
+                 "padded; the unit decides the bridge's rows.\n")
 
 
 def main():
@@ -124,8 +134,14 @@ def main():
     p.add_argument("--positions", type=int, default=8)
     p.add_argument("--candidates", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-words", type=int, default=None,
+                   help="words the adapters are fitted on (default: AdapterFitConfig's, 32,000 for ja)")
+    p.add_argument("--compare-words", type=int, default=0,
+                   help="also measure an adapter fitted on this many words, side by side (0: only the default's)")
+    p.add_argument("--prompts-from", metavar="NAME", help="the prompts of results/NAME.json (the same prompts as a "
+                   "stored run; this machine's manpages-ja may draw others)")
     p.add_argument("--rewrite", metavar="NAME", help="rewrite results/NAME.md from its JSON; measure nothing")
-    p.add_argument("--direction", choices=["both", "gemma-smol", "smol-gemma"], default="both",
+    p.add_argument("--direction", choices=list(DIRECTIONS), default="both",
                    help="final stage: one direction per process (results/nospace_gradient_<direction>.*)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -150,13 +166,18 @@ def main():
         return
     n = args.prompts or (6 if args.stage == "choose" else 12)
     prompts = sentences("ja", n, args.seed + (0 if args.stage == "choose" else 1), min_chars=6, max_chars=20)
-    models = {m: load(m) for m in (SMOL, GEMMA)}
+    if args.prompts_from:
+        import json
+
+        from benchmarks.common import RESULTS
+
+        prompts = next(iter(json.loads((RESULTS / f"{args.prompts_from}.json").read_text())["figures"].values()))["prompts"]
     if args.stage == "choose":
         pairs, units = [(GEMMA, SMOL)], list(UNITS)
     else:
-        pairs = {"both": [(GEMMA, SMOL), (SMOL, GEMMA)], "gemma-smol": [(GEMMA, SMOL)],
-                 "smol-gemma": [(SMOL, GEMMA)]}[args.direction]
-        units = [args.unit]
+        pairs, units = DIRECTIONS[args.direction], [args.unit]
+    models = {m: load(m) for pair in pairs for m in pair}
+    args.n_words = args.n_words or AdapterFitConfig(language="ja").n_words  # recorded with the results
     figures, rows = {}, []
     for pname, sname in pairs:
         f = run_pair(models[pname], models[sname], prompts, units, args)

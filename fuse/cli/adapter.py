@@ -17,7 +17,8 @@ def register(sub) -> None:
     b = asub.add_parser("build", help="fit an adapter SRC → TGT and save it")
     b.add_argument("source", help="source model (bundled:NAME, a folder or a hub id)")
     b.add_argument("target", help="target model")
-    b.add_argument("--words", type=int, default=8000, help="number of shared words to fit on (default 8000)")
+    b.add_argument("--words", type=int, default=None,
+                   help="number of shared words to fit on (default 8000; 32000 for ja/zh)")
     b.add_argument("--holdout", type=int, default=2000, help="held-out words for the quality report (default 2000)")
     b.add_argument("--language", default="en",
                    help="wordfreq language of the word list: en (default), ja, zh, ko, de, … (offline)")

@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -157,7 +156,7 @@ class TensorAdapter:
         if config is None:
             config = AdapterFitConfig(**options)
         elif options:
-            config = dataclasses.replace(config, **options)
+            config = config.override(**options)
         k, lam, scheme, compute_dtype = config.k, config.lam, config.scheme, config.compute_dtype
         if words is None:
             split = fit_split(config)

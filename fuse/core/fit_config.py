@@ -4,6 +4,8 @@ Example:
     >>> from fuse.core.fit_config import AdapterFitConfig
     >>> AdapterFitConfig(language="ja").leading_space_resolved
     False
+    >>> AdapterFitConfig().override(language="ja").k   # language-dependent defaults follow the new language
+    12
     >>> AdapterFitConfig(k=0)
     Traceback (most recent call last):
     ...
@@ -13,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from fuse.core.units import DEFAULT_UNIT, UNITS
@@ -29,7 +31,9 @@ class AdapterFitConfig:
     """How to fit an adapter.
 
     Attributes:
-        n_words: words fitted (at most; a user list may hold fewer).
+        n_words: words fitted (at most; a user list may hold fewer); default 8000, or 32000 for a language
+            written without spaces (on Japanese, SmolLM2 ↔ Gemma-3, 4× the words raised held-out top-1 by
+            a quarter; on English it changed nothing: benchmarks/results/nospace_bounds_adapters.md).
         n_holdout: words held out for the quality report, never fitted.
         k: tube length (tokens per unit the map covers); default 8, or 12 for a language written without
             spaces (a byte-level BPE spends up to 3 tokens on one CJK character; at k = 8, 5 % of the
@@ -46,7 +50,7 @@ class AdapterFitConfig:
         compute_dtype: dtype of the per-frequency solves.
     """
 
-    n_words: int = 8000
+    n_words: int | None = None
     n_holdout: int = 2000
     k: int | None = None
     lam: float = 1e-3
@@ -60,8 +64,13 @@ class AdapterFitConfig:
     compute_dtype: str = "float64"
 
     def __post_init__(self):
+        # Fields left to their language-dependent default; override() re-derives them for a new language.
+        object.__setattr__(self, "_derived", frozenset(n for n in ("n_words", "k") if getattr(self, n) is None))
+        no_space = self.language in NO_SPACE_LANGUAGES
+        if self.n_words is None:
+            object.__setattr__(self, "n_words", 32000 if no_space else 8000)
         if self.k is None:
-            object.__setattr__(self, "k", 12 if self.language in NO_SPACE_LANGUAGES else 8)
+            object.__setattr__(self, "k", 12 if no_space else 8)
         for name in ("n_words", "n_holdout", "k", "seed"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
@@ -90,6 +99,20 @@ class AdapterFitConfig:
             raise ValueError(f"leading_space must be True, False or None, got {self.leading_space!r}")
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"compute_dtype must be 'float32' or 'float64', got {self.compute_dtype!r}")
+
+    def override(self, **changes) -> "AdapterFitConfig":
+        """A copy with ``changes``; ``n_words`` and ``k`` left to their defaults follow a changed ``language``.
+
+        (``dataclasses.replace`` keeps the defaults of the old language: ``replace(AdapterFitConfig(),
+        language="ja").k`` is 8, ``AdapterFitConfig().override(language="ja").k`` is 12.)
+        """
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise ValueError(f"unknown adapter option(s) {unknown}; the options are the fields of AdapterFitConfig: "
+                             f"{names}")
+        kept = {n: getattr(self, n) for n in names if n not in self._derived}
+        return AdapterFitConfig(**(kept | changes))
 
     @property
     def leading_space_resolved(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import re
@@ -40,7 +39,7 @@ def cached_adapter(source, target, config: AdapterFitConfig | None = None, *, pr
     """
     words = fit_kwargs.pop("words", None)  # an explicit word list (all fitted), named in the key as before
     config = AdapterFitConfig(**fit_kwargs) if config is None else (
-        dataclasses.replace(config, **fit_kwargs) if fit_kwargs else config)
+        config.override(**fit_kwargs) if fit_kwargs else config)
     key_opts = config.cache_options() | ({"words": words} if words is not None else {})
     dest = cache_dir("adapters") / adapter_key(source, target, **key_opts)
     if not dest.exists():

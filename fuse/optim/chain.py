@@ -9,7 +9,6 @@ own tokenization of the text); :meth:`Chain.gradient` differentiates through the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Sequence
 
@@ -33,7 +32,8 @@ def adapter_fit(config: AdapterFitConfig | None, options: dict | None) -> tuple[
     """The fit config of adapters a chain builds on first use, and the keywords ``cached_adapter`` takes besides it.
 
     ``options`` is the older dict form (``adapter_options={"n_words": 4000}``): its fields override ``config``'s
-    (default :class:`~fuse.core.fit_config.AdapterFitConfig`: 8,000 wordfreq words, k = 8, λ = 1e-3, padded, seed 0);
+    (default :class:`~fuse.core.fit_config.AdapterFitConfig`: 8,000 wordfreq words, k = 8, λ = 1e-3, padded, seed 0;
+    ``n_words`` and ``k`` left to their defaults follow a ``language`` option);
     ``words`` (an explicit word list) is passed through.
     """
     if config is not None and not isinstance(config, AdapterFitConfig):
@@ -41,12 +41,7 @@ def adapter_fit(config: AdapterFitConfig | None, options: dict | None) -> tuple[
     options = dict(options or {})
     extra = {"words": options.pop("words")} if "words" in options else {}
     config = config or AdapterFitConfig()
-    try:
-        config = dataclasses.replace(config, **options) if options else config
-    except TypeError as e:
-        raise ValueError(f"unknown adapter option in {sorted(options)}: the fields are those of AdapterFitConfig "
-                         f"({e})") from None
-    return config, extra
+    return (config.override(**options) if options else config), extra
 
 
 class Chain(BaseChain):

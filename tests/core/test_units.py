@@ -183,6 +183,22 @@ def test_fit_config_validation():
     assert AdapterFitConfig().leading_space_resolved is True
 
 
+def test_language_defaults_follow_a_language_given_later():
+    """n_words and k left to their defaults follow the language, whichever entry point sets it."""
+    from fuse.optim.chain import adapter_fit
+
+    ja = AdapterFitConfig(language="ja")
+    assert (ja.n_words, ja.k) == (32000, 12) and (AdapterFitConfig().n_words, AdapterFitConfig().k) == (8000, 8)
+    for got in (AdapterFitConfig().override(language="ja"), adapter_fit(None, {"language": "ja"})[0],
+                adapter_fit(AdapterFitConfig(), {"language": "ja"})[0]):
+        assert got == ja
+    assert AdapterFitConfig(language="ja").override(language="en") == AdapterFitConfig()
+    explicit = AdapterFitConfig(k=8, n_words=500).override(language="ja")  # what the user set stays set
+    assert (explicit.k, explicit.n_words, explicit.leading_space_resolved) == (8, 500, False)
+    with pytest.raises(ValueError, match="unknown adapter option.*n_word"):
+        AdapterFitConfig().override(n_word=5)
+
+
 def test_cache_key_of_the_defaults_is_todays():
     """An English adapter cached before the new options existed is still found for the defaults."""
     from fuse.models.adapter_cache import adapter_key
