@@ -90,7 +90,8 @@ def _report(adapter, source, target, words, where: str, as_json: bool, plot: str
     out = {"source": cfg.source, "target": cfg.target, "scheme": cfg.scheme, "k": cfg.k, "lam": cfg.lam,
            "unit": cfg.unit, "language": cfg.language, "word_source": cfg.word_source, "fitted_words": cfg.n_fitted,
            "fit_seconds": cfg.fit_seconds, "evaluated_on": where, **{f"heldout_{k}": v for k, v in scores.items()},
-           "words_given": rep.n_words, "words_over_k": rep.n_over_k, "buckets": rep.buckets, "worst": rep.worst}
+           "tokens_per_char": cfg.extra.get("tokens_per_char"), "words_given": rep.n_words,
+           "words_over_k": rep.n_over_k, "buckets": rep.buckets, "worst": rep.worst}
     if plot is not None:
         plot_report(rep, plot, title=f"{cfg.source} → {cfg.target} ({cfg.language}, k={cfg.k}): {where}")
         out["plot"] = str(plot)
@@ -100,6 +101,13 @@ def _report(adapter, source, target, words, where: str, as_json: bool, plot: str
         print(f"adapter {cfg.source} → {cfg.target} ({cfg.scheme}, k={cfg.k}, λ={cfg.lam:g}, unit={cfg.unit}, "
               f"{cfg.n_fitted} words of {cfg.word_source}, fit {cfg.fit_seconds:.1f}s)")
         print(f"evaluated on {where}")
+        if "tokens_per_char" in cfg.extra:
+            from fuse.core.adapter import SPELLING_TOKENS_PER_CHAR
+
+            r = cfg.extra["tokens_per_char"]
+            print(f"tokens per character of the fitted words: source {r['source']:.2f}, target {r['target']:.2f}"
+                  + (f" (a side at {SPELLING_TOKENS_PER_CHAR} or more spells words in characters or bytes: "
+                     "see docs/languages.md)" if max(r.values()) >= SPELLING_TOKENS_PER_CHAR else ""))
         print(format_report(rep))
         if plot is not None:
             print(f"plot written to {plot}")

@@ -183,6 +183,7 @@ class TensorAdapter:
         XB, cB = word_slices(target, words, k, leading_space=cfg.leading_space)
         bar.update()
         XA, XB = XA.float(), XB.float().to(XA.device)
+        _check_spelling(cfg, words, cA, cB)
         keep = (cA <= k) & (cB <= k) & (cA > 0) & (cB > 0)
         XA, XB, cB = XA[keep.to(XA.device)], XB[keep.to(XB.device)], cB[keep]
         cfg.n_fitted = int(keep.sum())
@@ -296,6 +297,26 @@ class TensorAdapter:
         c = self.config
         return (f"TensorAdapter({c.source!r} → {c.target!r}, scheme={c.scheme}, k={c.k}, λ={c.lam:g}, words={c.n_fitted}, "
                 f"unit={c.unit}, language={c.language})")
+
+
+# At this many tokens per character a vocabulary has no word tokens for the list's language: it spells words in
+# characters or bytes (SmolLM2 spends 1.9 on Japanese words, MiniLM 0.95, Gemma-3 0.63, Qwen2.5 0.79; English ~0.17).
+SPELLING_TOKENS_PER_CHAR = 0.9
+
+
+def _check_spelling(cfg: AdapterConfig, words: list[str], counts_source, counts_target) -> None:
+    """Record each side's tokens per character in ``cfg.extra``; warn where a side spells the words in pieces."""
+    n_chars = max(1, sum(len(w) for w in words))
+    rates = {"source": int(counts_source.sum()) / n_chars, "target": int(counts_target.sum()) / n_chars}
+    cfg.extra["tokens_per_char"] = {side: round(r, 3) for side, r in rates.items()}
+    for side, rate in rates.items():
+        if rate >= SPELLING_TOKENS_PER_CHAR:
+            logger.warning(
+                "%s spells these %s words in %.2f tokens per character (no word tokens: characters or bytes); "
+                "a linear word map carries such words poorly (Japanese held-out top-1 0.24-0.41 on such pairs, "
+                "0.77 where both vocabularies hold Japanese: docs/languages.md). Check it with `fuse adapter eval`; "
+                "a model whose vocabulary holds this language's words maps better.",
+                getattr(cfg, side), cfg.language, rate)
 
 
 def _slot_mask(counts, k: int, like: torch.Tensor) -> torch.Tensor:

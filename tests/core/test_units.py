@@ -230,3 +230,27 @@ def test_fit_with_config_equals_keyword_fit(tmp_path):
     words.write_text("\n".join(WORDS) + "\n")
     ad = TensorAdapter.fit(a, b, AdapterFitConfig(k=4, words_file=str(words), n_holdout=5))
     assert ad.config.word_source.startswith("file:words.txt#") and ad.config.n_holdout == 5
+
+
+def test_fit_records_tokens_per_character_and_warns_on_spelled_words(caplog):
+    """A side that spells the words in characters or bytes is named in a warning; the rate is recorded."""
+    import logging
+
+    from fuse.core.adapter import SPELLING_TOKENS_PER_CHAR, TensorAdapter
+    from fuse.core.slices import word_token_ids
+    from tiny import WORDS, tiny_causal_lm, tiny_encoder
+
+    a = tiny_causal_lm(bpe_tokenizer(), d=8, name="tiny-bpe")
+    b = tiny_encoder(wordpiece_tokenizer(), d=6, name="tiny-wp")
+    ja = ["東京", "天気", "今日", "日本語", "高さ", "メートル", "大阪", "京都", "明日", "雨"]
+    for words, lead in ((ja, False), (WORDS, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fuse.core.adapter"):
+            ad = TensorAdapter.fit(a, b, AdapterFitConfig(k=12, leading_space=lead), words=words)
+        n_chars = sum(map(len, words))
+        for side, model in (("source", a), ("target", b)):  # the rate against a count made here
+            rate = sum(map(len, word_token_ids(model.tokenizer, words, leading_space=lead))) / n_chars
+            assert ad.config.extra["tokens_per_char"][side] == pytest.approx(rate, abs=1e-3)
+            warned = any(model.name in r.getMessage() and "tokens per character" in r.getMessage() for r in caplog.records)
+            assert warned == (rate >= SPELLING_TOKENS_PER_CHAR), (side, rate)
+    assert TensorAdapter.fit(a, b, AdapterFitConfig(k=12), words=ja).config.extra["tokens_per_char"]["source"] >= 2
