@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from fuse.optim.vocab_filter import VOCABULARIES
+from fuse.optim.vocab_filter import SCRIPTS, VOCABULARIES
 
 SEARCHES = ("greedy", "beam")
 ACCEPT = ("improve", "always")
@@ -46,7 +46,8 @@ class OptimizerConfig:
         ascii_only: restrict candidate tokens to printable ASCII.
         vocabulary: the tokens candidates draw from: ``"readable"`` (default), tokens with a letter or digit;
             ``"printable"``, any printable token, punctuation included (nanoGCG's set; lower losses at long budgets,
-            less fluent text: ``benchmarks/engine_peer_long.py``). :mod:`fuse.optim.vocab_filter`.
+            less fluent text: ``benchmarks/engine_peer_long.py``); ``"japanese"`` or ``"chinese"``, tokens in that
+            language's scripts only (needs ``ascii_only=False``). :mod:`fuse.optim.vocab_filter`.
         init_text: initial free tokens as text (nanoGCG: ``"x x x ..."``); default random allowed tokens.
         cache: remember exact evaluations by token sequence, so a candidate met again costs nothing.
     """
@@ -79,6 +80,8 @@ class OptimizerConfig:
             raise ValueError(f"unknown search {self.search!r}; use one of {SEARCHES}")
         if self.vocabulary not in VOCABULARIES:
             raise ValueError(f"unknown vocabulary {self.vocabulary!r}; use one of {VOCABULARIES}")
+        if self.vocabulary in SCRIPTS and self.ascii_only:
+            raise ValueError(f"vocabulary {self.vocabulary!r} holds no ASCII tokens; set ascii_only=False")
         if not isinstance(self.prefix, str):
             raise ValueError(f"prefix must be text, got {type(self.prefix).__name__}")
         if self.init_text is not None and not str(self.init_text).strip():

@@ -1,8 +1,11 @@
 """Which of the primary's tokens an optimizer may place: readable (or any printable), non-special tokens.
 
-Two vocabularies (``OptimizerConfig.vocabulary``): ``"readable"`` (the default), tokens with a letter or digit;
-``"printable"``, every printable token, punctuation and spaces included (nanoGCG's set). Both drop special tokens,
-placeholders such as ``<unused7>``, tokens that decode to a broken character, and with ``ascii_only`` non-ASCII ones.
+Vocabularies (``OptimizerConfig.vocabulary``): ``"readable"`` (the default), tokens with a letter or digit;
+``"printable"``, every printable token, punctuation and spaces included (nanoGCG's set); ``"japanese"`` and
+``"chinese"``, tokens written in that language's scripts only (kana and kanji, or hanzi, with their punctuation;
+a leading space allowed), for a span that stays in the language (they need ``ascii_only=False``). All drop special
+tokens, placeholders such as ``<unused7>``, tokens that decode to a broken character, and with ``ascii_only``
+non-ASCII ones.
 """
 
 from __future__ import annotations
@@ -19,7 +22,23 @@ _PLACEHOLDER = re.compile(r"^[\[<]\|?[A-Za-z_][\w\-|]*[\]>]$")
 
 
 #: the vocabularies an optimizer can draw from
-VOCABULARIES = ("readable", "printable")
+VOCABULARIES = ("readable", "printable", "japanese", "chinese")
+
+_HAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+_CJK_PUNCT = ((0x3000, 0x303F), (0xFF01, 0xFF0F), (0xFF1A, 0xFF20), (0xFF5B, 0xFF65))  # 、。「」々〆 ，！？：；（）
+#: the code-point ranges of each script vocabulary (letters and punctuation)
+SCRIPTS = {
+    "japanese": _HAN + _CJK_PUNCT + ((0x3040, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F)),
+    "chinese": _HAN + _CJK_PUNCT,
+}
+
+
+def in_script(text: str, vocabulary: str) -> bool:
+    """Whether ``text`` is written in the script vocabulary's characters only, holding a letter (spaces allowed)."""
+    ranges = SCRIPTS[vocabulary]
+    body = text.strip()
+    return bool(body) and any(c.isalpha() for c in body) and all(
+        c.isspace() or any(lo <= ord(c) <= hi for lo, hi in ranges) for c in body)
 
 #: allowed tokens by vocabulary content ``(vocab hash, decoder, special ids, ascii_only, vocabulary)``: a pure memo
 _BY_CONTENT: dict[tuple, torch.Tensor] = {}
@@ -27,7 +46,7 @@ _MEMO_SIZE = 8
 
 
 def _allowed(decoded: list[str], special: set, ascii_only: bool, vocabulary: str) -> torch.Tensor:
-    readable = vocabulary == "readable"
+    readable = vocabulary != "printable"  # the script vocabularies are readable ones, narrowed to a script
     ok = []
     for i, s in enumerate(decoded):
         if i in special:
@@ -39,6 +58,8 @@ def _allowed(decoded: list[str], special: set, ascii_only: bool, vocabulary: str
             continue
         if readable and not any(c.isalnum() for c in s):
             continue
+        if vocabulary in SCRIPTS and not in_script(s, vocabulary):
+            continue
         if _PLACEHOLDER.match(s.strip()):
             continue
         ok.append(i)
@@ -49,8 +70,9 @@ def _allowed(decoded: list[str], special: set, ascii_only: bool, vocabulary: str
 
 
 def allowed_tokens(tokenizer, ascii_only: bool = True, vocabulary: str = "readable") -> torch.Tensor:
-    """Ids of tokens that decode to printable text with a letter or digit (``vocabulary="readable"``) or to any
-    printable text (``"printable"``); specials and placeholders excluded.
+    """Ids of tokens that decode to printable text with a letter or digit (``vocabulary="readable"``), to any
+    printable text (``"printable"``), or to text in one language's scripts (``"japanese"``, ``"chinese"``);
+    specials and placeholders excluded.
 
     Memoized by the vocabulary's content (its hash, the fast tokenizer's decoder and the special ids; a slow
     tokenizer is computed afresh), never by the tokenizer object: a tokenizer that gains tokens gets a new answer,
@@ -59,6 +81,8 @@ def allowed_tokens(tokenizer, ascii_only: bool = True, vocabulary: str = "readab
     """
     if vocabulary not in VOCABULARIES:
         raise ValueError(f"unknown vocabulary {vocabulary!r}; use one of {VOCABULARIES}")
+    if vocabulary in SCRIPTS and ascii_only:
+        raise ValueError(f"vocabulary {vocabulary!r} holds no ASCII tokens; set ascii_only=False")
     special = frozenset(getattr(tokenizer, "all_special_ids", []) or [])
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:

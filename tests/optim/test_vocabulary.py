@@ -72,3 +72,60 @@ def test_a_longer_budget_runs_the_same_first_steps():
     full = [h for h in short.history if h["evaluations"] < 96]  # (the last step may be cut short by the budget)
     assert len(full) >= 3 and long.history[: len(full)] == full
     assert long.evaluations > short.evaluations and long.best_loss <= short.best_loss
+
+
+def _cjk_tokenizer():
+    """Byte-level BPE trained here on Japanese, Chinese, Korean and English, so each script has whole tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = ["東京タワーの高さは333メートルです。", "今日は良い天気ですね、明日は雨が降るでしょう。",
+              "プログラムのバージョンを表示します。", "我们可以使用这个程序，返回数据。", "오늘은 날씨가 좋네요",
+              "the tower is tall", "ｶﾀｶﾅ and 「引用」"] * 20
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>"], show_progress=False,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>")
+
+
+def _script_slow(tok, allowed_chars) -> set[int]:
+    out = set()
+    for i in range(len(tok)):
+        s = tok.decode([i], clean_up_tokenization_spaces=False)
+        body = s.strip()
+        if i in set(tok.all_special_ids) or "\ufffd" in s or not body:
+            continue
+        if any(c.isalpha() for c in body) and all(c.isspace() or allowed_chars(c) for c in body):
+            out.add(i)
+    return out
+
+
+def test_script_vocabularies_keep_one_language_only():
+    import unicodedata
+
+    tok = _cjk_tokenizer()
+
+    def japanese(c):  # by Unicode name, independently of the filter's code-point ranges
+        n = unicodedata.name(c, "")
+        return n.startswith(("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA", "HALFWIDTH KATAKANA",
+                             "IDEOGRAPHIC", "LEFT CORNER", "RIGHT CORNER", "FULLWIDTH COMMA")) or c in "、。・ー々〆「」"
+
+    def chinese(c):
+        n = unicodedata.name(c, "")
+        return n.startswith(("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH", "IDEOGRAPHIC", "FULLWIDTH COMMA",
+                             "LEFT CORNER", "RIGHT CORNER")) or c in "、。々〆「」・"
+
+    ja = set(allowed_tokens(tok, ascii_only=False, vocabulary="japanese").tolist())
+    zh = set(allowed_tokens(tok, ascii_only=False, vocabulary="chinese").tolist())
+    assert ja == _script_slow(tok, japanese) and zh == _script_slow(tok, chinese)
+    texts = {tok.decode([i]) for i in ja}
+    assert any(set(t) & set("ですのは") for t in texts) and any(set(t) & set("ｶﾀ") for t in texts)
+    assert not any(any("\uac00" <= c <= "\ud7a3" or c.isascii() and c.isalpha() for c in t) for t in texts)  # no Hangul/Latin
+    assert zh < ja and not any(set(t) & set("ですのはタワー") for t in (tok.decode([i]) for i in zh))
+    assert zh <= set(allowed_tokens(tok, ascii_only=False).tolist())  # narrower than readable
+    with pytest.raises(ValueError, match="ascii_only=False"):
+        GCGConfig(vocabulary="japanese")
+    with pytest.raises(ValueError, match="ascii_only=False"):
+        allowed_tokens(tok, vocabulary="chinese")
