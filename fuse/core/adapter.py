@@ -313,8 +313,8 @@ def _check_spelling(cfg: AdapterConfig, words: list[str], counts_source, counts_
         if rate >= SPELLING_TOKENS_PER_CHAR:
             logger.warning(
                 "%s spells these %s words in %.2f tokens per character (no word tokens: characters or bytes); "
-                "a linear word map carries such words poorly (Japanese held-out top-1 0.24-0.41 on such pairs, "
-                "0.77 where both vocabularies hold Japanese: docs/languages.md). Check it with `fuse adapter eval`; "
+                "a linear word map carries such words poorly (Japanese held-out top-1 0.24-0.58 on such pairs, "
+                "0.79 where both vocabularies hold Japanese: docs/languages.md). Check it with `fuse adapter eval`; "
                 "a model whose vocabulary holds this language's words maps better.",
                 getattr(cfg, side), cfg.language, rate)
 

@@ -33,7 +33,7 @@ class AdapterFitConfig:
     Attributes:
         n_words: words fitted (at most; a user list may hold fewer); default 8000, or 32000 for a language
             written without spaces (on Japanese, SmolLM2 ↔ Gemma-3, 4× the words raised held-out top-1 by
-            a quarter; on English it changed nothing: benchmarks/results/nospace_bounds_adapters.md).
+            13-30 %; on English it changed nothing: benchmarks/results/nospace_bounds_adapters.md).
         n_holdout: words held out for the quality report, never fitted.
         k: tube length (tokens per unit the map covers); default 8, or 12 for a language written without
             spaces (a byte-level BPE spends up to 3 tokens on one CJK character; at k = 8, 5 % of the
