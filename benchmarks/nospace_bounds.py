@@ -10,12 +10,14 @@ every candidate is scored exactly at the same positions of the same prompts, so 
 Positions and random swaps are redrawn with the same seeds as that benchmark's final stage (checked
 against its stored random-swap losses), and its stored gains are shown beside the oracle.
 
-``--part adapters``: held-out top-1 of Japanese word maps against each pair's English figure, for
-what could raise it: 4× the fit words; source slices composed by the source model's first ``L``
-layers (a nonlinear lift, run on each word alone, not in the library); a source vocabulary with
-CJK characters (MiniLM's WordPiece spells Japanese by characters) in place of SmolLM2's bytes.
+``--part adapters``: held-out top-1 of Japanese (and Chinese) word maps against each pair's English
+figure, for what could raise it: 4× the fit words; source slices composed by the source model's first
+``L`` layers (a nonlinear lift, run on each word alone, not in the library); a source vocabulary
+that spells Japanese by characters (MiniLM's WordPiece), and one that holds Japanese and Chinese
+characters and words (the optional Qwen2.5, skipped when not installed), in place of SmolLM2's bytes.
 
-Run: ``python -m benchmarks.nospace_bounds --part oracle`` and ``--part adapters``.
+Run: ``python -m benchmarks.nospace_bounds --part oracle`` and ``--part adapters`` (``--only TEXT``
+reruns the variants whose label holds TEXT and keeps the stored others).
 """
 
 from __future__ import annotations
@@ -155,6 +157,14 @@ VARIANTS = [  # (label, source, target, lang, k, extra fit words, source layers)
     ("ja, 8,000 words, CJK vocabulary", GEMMA, QWEN, "ja", 12, 0, 0),
     ("ja, 32,000 words, CJK vocabulary", QWEN, GEMMA, "ja", 12, 24000, 0),
     ("ja, 32,000 words, CJK vocabulary", GEMMA, QWEN, "ja", 12, 24000, 0),
+    ("zh, 8,000 words (the old default)", SMOL, GEMMA, "zh", 12, 0, 0),
+    ("zh, 8,000 words (the old default)", GEMMA, SMOL, "zh", 12, 0, 0),
+    ("zh, 8,000 words, CJK vocabulary", QWEN, GEMMA, "zh", 12, 0, 0),
+    ("zh, 8,000 words, CJK vocabulary", GEMMA, QWEN, "zh", 12, 0, 0),
+    ("zh, 32,000 words (the default now)", SMOL, GEMMA, "zh", 12, 24000, 0),
+    ("zh, 32,000 words (the default now)", GEMMA, SMOL, "zh", 12, 24000, 0),
+    ("zh, 32,000 words, CJK vocabulary", QWEN, GEMMA, "zh", 12, 24000, 0),
+    ("zh, 32,000 words, CJK vocabulary", GEMMA, QWEN, "zh", 12, 24000, 0),
 ]
 RENAMED = {"ja, 8,000 words (today)": "ja, 8,000 words (the old default)",
            "ja, 32,000 words": "ja, 32,000 words (the default now)"}
@@ -194,8 +204,8 @@ def adapters(args) -> None:
                      f"{f['top1'] / en['top1']:.2f}×" if en else "-"])
     md = markdown_table(["pair", "variant", "fitted", "λ (val.)", "top-1", "top-10", "/ English"], rows)
     md += ("\n\nHeld-out top-1 in slice space among the 2,000 held-out words (centred cosine; chance 0.05 %), λ chosen "
-           f"from {LAMS} on 1,000 validation words. English: k = 8, leading space; Japanese: k = 12, no leading "
-           "space. 'source through 2 layers': the source word's tokens, alone, through the source model's first two "
+           f"from {LAMS} on 1,000 validation words. English: k = 8, leading space; Japanese and Chinese: k = 12, "
+           "no leading space. 'source through 2 layers': the source word's tokens, alone, through the source model's first two "
            "layers before the padded t-product (a nonlinear lift; measured here only). 'character vocabulary': MiniLM's "
            "WordPiece spells Japanese by characters (and strips dakuten); 'CJK vocabulary': Qwen2.5's byte-level BPE "
            "holds Japanese characters and some words (optional model). The acceptance asks for 0.80×.\n")
