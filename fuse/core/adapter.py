@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from fuse._version import __version__
 from fuse.core.normal_equations import normal_equations
 from fuse.core.slices import word_slices
-from fuse.core.tproduct import from_fourier, t_product, t_transpose, to_fourier
+from fuse.core.tproduct import from_fourier, t_product, t_transpose
 from fuse.core.fit_config import SCHEMES, AdapterFitConfig
 from fuse.core.units import DEFAULT_UNIT, UNITS
 from fuse.core.wordlist import WORD_SOURCE, fit_split

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 from fuse.core.bridge import make_plan
 from fuse.core.fit_config import AdapterFitConfig
 from fuse.core.units import covered_chars, word_rows
-from fuse.core.words import align, group_ids, group_text
+from fuse.core.words import align, group_ids
 from tiny import bpe_tokenizer, unigram_tokenizer, wordpiece_tokenizer
 
 K = 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
 from fuse.optim import GCG, GCGConfig
 from fuse.optim.vocab_filter import allowed_tokens
