@@ -56,8 +56,8 @@ def oracle(args) -> None:
     cfg, fig = stored["config"], next(iter(stored["figures"].values()))
     prompts = fig["prompts"]  # the stored prompts (a machine's manpages-ja version may draw others)
     smol, gemma = load(SMOL), load(GEMMA)
-    chain = Chain(smol, [(Fluency(gemma, reduction="sum"), 1.0)])  # only its decode() is used (no adapter is built)
     obj = Fluency(gemma, reduction="sum")
+    chain = Chain(smol, [(obj, 1.0)])  # only its decode() is used (no adapter is built)
     allowed = cjk_tokens(smol.tokenizer).tolist()
     special = set(smol.tokenizer.all_special_ids)
     per_prompt, t0 = [], time.perf_counter()
@@ -65,8 +65,9 @@ def oracle(args) -> None:
         ids = smol.tokenizer(text)["input_ids"]
         rng = random.Random(cfg["seed"] * 1000 + j)  # the draws of gradient_signal.measure, in its order
         positions = [i for i, t in enumerate(ids) if t not in special]
-        for _ in range(cfg["swaps"]):
-            rng.choice(positions), rng.choice(allowed)
+        for _ in range(cfg["swaps"]):  # the random swaps of its ρ, drawn first there: skip them the same way
+            rng.choice(positions)
+            rng.choice(allowed)
         pos = rng.sample(positions, min(cfg["positions"], len(positions)))
         rand = [(p, rng.choice(allowed)) for p in pos for _ in range(cfg["candidates"])]
         base = float(exact_losses(obj, [chain.decode(ids)])[0][0])
