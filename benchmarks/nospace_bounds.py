@@ -36,7 +36,7 @@ from benchmarks.gradient_signal import ci95, exact_losses, swap_texts
 from benchmarks.nospace_gradient import GEMMA, SMOL, cjk_tokens
 from fuse.core.adapter import ridge_fit
 from fuse.core.evaluation import retrieval
-from fuse.core.slices import word_token_ids
+from fuse.core.slices import word_slices, word_token_ids
 from fuse.core.tproduct import t_product
 from fuse.core.wordlist import frequent_words, split_words
 from fuse.models.loading import load
@@ -106,7 +106,8 @@ def oracle(args) -> None:
 
 
 def lifted_slices(model, words, k, layers, lead):
-    """``(X (N, d, k), counts)``: each word's tokens, alone, through the model's first ``layers`` layers (0: embeddings)."""
+    """``(X (N, d, k), counts)``: each word's tokens, alone, through the model's first ``layers`` (≥ 1) layers;
+    words over ``k`` tokens are left zero (:func:`~fuse.core.slices.word_slices` gives the embeddings themselves)."""
     ids = word_token_ids(model.tokenizer, words, leading_space=lead)
     E = model.embeddings.detach()
     X = torch.zeros(len(ids), E.shape[1], k)
@@ -119,56 +120,53 @@ def lifted_slices(model, words, k, layers, lead):
             for i in range(0, len(rows), 256):
                 b = rows[i : i + 256]
                 x = E[torch.tensor([ids[n] for n in b])]
-                h = x if layers == 0 else model.model(inputs_embeds=x, output_hidden_states=True).hidden_states[layers]
+                h = model.model(inputs_embeds=x, output_hidden_states=True).hidden_states[layers]
                 X[b, :, :n_tok] = h.permute(0, 2, 1).float()
     return X, torch.tensor([len(t) for t in ids])
 
 
 def _slices(a, b, words, k, layers, lead):
-    XA, cA = lifted_slices(a, words, k, layers, lead)
-    XB, cB = lifted_slices(b, words, k, 0, lead)
+    """Source and target slices of the words within ``k`` tokens on both sides, and which words those are."""
+    XA, cA = lifted_slices(a, words, k, layers, lead) if layers else word_slices(a, words, k, leading_space=lead)
+    XB, cB = word_slices(b, words, k, leading_space=lead)
     keep = (cA <= k) & (cB <= k) & (cA > 0) & (cB > 0)
-    return XA[keep], XB[keep], cB[keep]
+    return XA[keep].float(), XB[keep].float(), cB[keep], keep
 
 
 def _top(a, b, fit, holdout, k, layers, lead, n_val=1000):
     def mask(c):
         return (torch.arange(k) < c.unsqueeze(1)).float().unsqueeze(1)
 
-    V, F = _slices(a, b, fit[:n_val], k, layers, lead), _slices(a, b, fit[n_val:], k, layers, lead)
-    accs = [retrieval(t_product(V[0], T) * mask(V[2]), V[1])[1] for T in ridge_fit(F[0], F[1], LAMS)]
+    XA, XB, cB, keep = _slices(a, b, fit, k, layers, lead)  # every fit word once; the first n_val validate λ
+    val = torch.arange(len(fit))[keep] < n_val
+    Ts = ridge_fit(XA[~val], XB[~val], LAMS)
+    accs = [retrieval(t_product(XA[val], T) * mask(cB[val]), XB[val])[1] for T in Ts]
     lam = LAMS[int(np.argmax(accs))]
-    F, H = _slices(a, b, fit, k, layers, lead), _slices(a, b, holdout, k, layers, lead)
-    r = retrieval(t_product(H[0], ridge_fit(F[0], F[1], lam)) * mask(H[2]), H[1])
-    return {"lam": lam, "top1": r[1], "top10": r[10], "n_fit": int(F[0].shape[0]), "n_heldout": int(H[0].shape[0])}
+    HA, HB, hB, _ = _slices(a, b, holdout, k, layers, lead)
+    r = retrieval(t_product(HA, ridge_fit(XA, XB, lam)) * mask(hB), HB)
+    return {"lam": lam, "top1": r[1], "top10": r[10], "n_fit": int(XA.shape[0]), "n_heldout": int(HA.shape[0])}
 
 
-VARIANTS = [  # (label, source, target, lang, k, extra fit words, source layers)
-    ("English (reference)", SMOL, GEMMA, "en", 8, 0, 0), ("English (reference)", GEMMA, SMOL, "en", 8, 0, 0),
-    ("ja, 8,000 words (the old default)", SMOL, GEMMA, "ja", 12, 0, 0),
-    ("ja, 8,000 words (the old default)", GEMMA, SMOL, "ja", 12, 0, 0),
-    ("ja, 32,000 words (the default now)", SMOL, GEMMA, "ja", 12, 24000, 0),
-    ("ja, 32,000 words (the default now)", GEMMA, SMOL, "ja", 12, 24000, 0),
-    ("ja, source through 2 layers", SMOL, GEMMA, "ja", 12, 0, 2), ("ja, source through 2 layers", GEMMA, SMOL, "ja", 12, 0, 2),
-    ("English (reference)", MINILM, GEMMA, "en", 8, 0, 0), ("English (reference)", GEMMA, MINILM, "en", 8, 0, 0),
-    ("ja, 8,000 words, character vocabulary", MINILM, GEMMA, "ja", 12, 0, 0),
-    ("ja, 8,000 words, character vocabulary", GEMMA, MINILM, "ja", 12, 0, 0),
-    ("English (reference)", QWEN, GEMMA, "en", 8, 0, 0), ("English (reference)", GEMMA, QWEN, "en", 8, 0, 0),
-    ("ja, 8,000 words, CJK vocabulary", QWEN, GEMMA, "ja", 12, 0, 0),
-    ("ja, 8,000 words, CJK vocabulary", GEMMA, QWEN, "ja", 12, 0, 0),
-    ("ja, 32,000 words, CJK vocabulary", QWEN, GEMMA, "ja", 12, 24000, 0),
-    ("ja, 32,000 words, CJK vocabulary", GEMMA, QWEN, "ja", 12, 24000, 0),
-    ("zh, 8,000 words (the old default)", SMOL, GEMMA, "zh", 12, 0, 0),
-    ("zh, 8,000 words (the old default)", GEMMA, SMOL, "zh", 12, 0, 0),
-    ("zh, 8,000 words, CJK vocabulary", QWEN, GEMMA, "zh", 12, 0, 0),
-    ("zh, 8,000 words, CJK vocabulary", GEMMA, QWEN, "zh", 12, 0, 0),
-    ("zh, 32,000 words (the default now)", SMOL, GEMMA, "zh", 12, 24000, 0),
-    ("zh, 32,000 words (the default now)", GEMMA, SMOL, "zh", 12, 24000, 0),
-    ("zh, 32,000 words, CJK vocabulary", QWEN, GEMMA, "zh", 12, 24000, 0),
-    ("zh, 32,000 words, CJK vocabulary", GEMMA, QWEN, "zh", 12, 24000, 0),
+def _both(label, a, b, lang, k, extra=0, layers=0):
+    """The variant in both directions: ``(label, source, target, lang, k, extra fit words, source layers)``."""
+    return [(label, a, b, lang, k, extra, layers), (label, b, a, lang, k, extra, layers)]
+
+
+VARIANTS = [
+    *_both("English (reference)", SMOL, GEMMA, "en", 8),
+    *_both("ja, 8,000 words (the old default)", SMOL, GEMMA, "ja", 12),
+    *_both("ja, 32,000 words (the default now)", SMOL, GEMMA, "ja", 12, extra=24000),
+    *_both("ja, source through 2 layers", SMOL, GEMMA, "ja", 12, layers=2),
+    *_both("English (reference)", MINILM, GEMMA, "en", 8),
+    *_both("ja, 8,000 words, character vocabulary", MINILM, GEMMA, "ja", 12),
+    *_both("English (reference)", QWEN, GEMMA, "en", 8),
+    *_both("ja, 8,000 words, CJK vocabulary", QWEN, GEMMA, "ja", 12),
+    *_both("ja, 32,000 words, CJK vocabulary", QWEN, GEMMA, "ja", 12, extra=24000),
+    *_both("zh, 8,000 words (the old default)", SMOL, GEMMA, "zh", 12),
+    *_both("zh, 8,000 words, CJK vocabulary", QWEN, GEMMA, "zh", 12),
+    *_both("zh, 32,000 words (the default now)", SMOL, GEMMA, "zh", 12, extra=24000),
+    *_both("zh, 32,000 words, CJK vocabulary", QWEN, GEMMA, "zh", 12, extra=24000),
 ]
-RENAMED = {"ja, 8,000 words (today)": "ja, 8,000 words (the old default)",
-           "ja, 32,000 words": "ja, 32,000 words (the default now)"}
 
 
 def adapters(args) -> None:
@@ -180,10 +178,7 @@ def adapters(args) -> None:
     figures, t0 = {}, time.perf_counter()
     stored = RESULTS / "nospace_bounds_adapters.json"
     if args.only and stored.exists():  # keep the stored figures of the variants not rerun
-        for key, f in json.loads(stored.read_text())["figures"].items():
-            if isinstance(f, dict):
-                label, pair = key.split(": ", 1)
-                figures[f"{RENAMED.get(label, label)}: {pair}"] = f
+        figures = {key: f for key, f in json.loads(stored.read_text())["figures"].items() if isinstance(f, dict)}
     for label, src, tgt, lang, k, extra, layers in VARIANTS:
         if src not in models or tgt not in models or (args.only and args.only not in label):
             continue

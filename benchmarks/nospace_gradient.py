@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import random
 import time
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.cjk_text import sentences
-from benchmarks.common import markdown_table, write_results
+from benchmarks.common import RESULTS, markdown_table, write_results
 from benchmarks.gradient_signal import ci95, measure, random_adapter
 from fuse.core.adapter import TensorAdapter
 from fuse.core.fit_config import AdapterFitConfig
@@ -125,6 +126,11 @@ def table(figures: dict, prompts_note: str, args) -> str:
                  "padded; the unit decides the bridge's rows.\n")
 
 
+def _stored(name: str) -> dict:
+    """A stored result, ``results/NAME.json``."""
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--stage", choices=["choose", "final"], default="choose")
@@ -147,11 +153,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("fuse.core.bridge").setLevel(logging.ERROR)
     if args.rewrite:
-        import json
-
-        from benchmarks.common import RESULTS
-
-        old = json.loads((RESULTS / f"{args.rewrite}.json").read_text())
+        old = _stored(args.rewrite)
         for f in old["figures"].values():
             for s in f.values():
                 if isinstance(s, dict) and "raw" in s and "best_tok" in s["raw"]:
@@ -164,29 +166,18 @@ def main():
         write_results(args.rewrite, config=old["config"], seed=old["seed"], figures=old["figures"],
                       markdown=table(old["figures"], " / ".join(prompts), cfg))
         return
-    n = args.prompts or (6 if args.stage == "choose" else 12)
-    prompts = sentences("ja", n, args.seed + (0 if args.stage == "choose" else 1), min_chars=6, max_chars=20)
     if args.prompts_from:
-        import json
-
-        from benchmarks.common import RESULTS
-
-        prompts = next(iter(json.loads((RESULTS / f"{args.prompts_from}.json").read_text())["figures"].values()))["prompts"]
+        prompts = next(iter(_stored(args.prompts_from)["figures"].values()))["prompts"]
+    else:
+        n = args.prompts or (6 if args.stage == "choose" else 12)
+        prompts = sentences("ja", n, args.seed + (0 if args.stage == "choose" else 1), min_chars=6, max_chars=20)
     if args.stage == "choose":
         pairs, units = [(GEMMA, SMOL)], list(UNITS)
     else:
         pairs, units = DIRECTIONS[args.direction], [args.unit]
     models = {m: load(m) for pair in pairs for m in pair}
     args.n_words = args.n_words or AdapterFitConfig(language="ja").n_words  # recorded with the results
-    figures, rows = {}, []
-    for pname, sname in pairs:
-        f = run_pair(models[pname], models[sname], prompts, units, args)
-        key = f"{pname} → {sname}"
-        figures[key] = f
-        for v, s in f.items():
-            if isinstance(s, dict) and "gain_mean" in s:
-                rows.append([key, v, f"{s['gain_mean']:.3f} ± {s['gain_ci95']:.3f}", f"{s['of_ceiling']:.2f}",
-                             f"{s['rho_mean']:.3f} ± {s['rho_ci95']:.3f}", len(prompts)])
+    figures = {f"{prim} → {sec}": run_pair(models[prim], models[sec], prompts, units, args) for prim, sec in pairs}
     md = table(figures, " / ".join(prompts), args)
     name = "nospace_gradient_choose" if args.stage == "choose" else "nospace_gradient"
     if args.stage == "final" and args.direction != "both":

@@ -236,11 +236,11 @@ def _score_chunk(backbone, ids, mask, need, P, prefixes: "PrefixCache | None", o
             prefixes.broken = True
             logger.debug("%s: shared-prefix scoring unavailable (%s); full forwards", backbone.name, e)
     kw = {"logits_to_keep": cols} if backbone.accepts("logits_to_keep") else {}
-    with deferred_head(head if kw else None):
+    with deferred_head(head):  # a head is only given where the model takes logits_to_keep (score_tokens)
         logits = backbone.model(input_ids=ids, attention_mask=None if bool((mask == 1).all()) else mask, **kw).logits
     if not kw:
         logits = logits[:, cols]
-    _fill(logits, cols, ids, need, out, rows, head if kw else None, scratch)
+    _fill(logits, cols, ids, need, out, rows, head, scratch)
 
 
 def _fill(values, pos, ids, need, out: TokenScores, rows: torch.Tensor, head: PlainHead | None = None,
