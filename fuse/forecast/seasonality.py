@@ -72,7 +72,9 @@ def season_length_for_freq(freq) -> int:
 
 def acf(y: np.ndarray, max_lag: int) -> np.ndarray:
     """Sample autocorrelation ``(max_lag + 1,)`` at lags 0…max_lag (the standard biased estimator)."""
-    z = np.asarray(y, dtype=np.float64) - np.mean(y)
+    z = np.asarray(y, dtype=np.float64)
+    z = z - np.mean(z)
+    z = z - np.mean(z)  # corrected two-pass centring: a constant series whose mean rounds leaves exact zeros
     n = z.size
     scale = float(np.max(np.abs(z))) if n else 0.0
     if scale == 0.0:
